@@ -1,0 +1,81 @@
+"""actors: background work for Python, on RabbitMQ, Redis or memory.
+
+Declare actors with `actor`, send them messages with `Actor.send`, run them with
+``actors worker MODULE`` or `Worker`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from actors.actor import Actor, actor
+from actors.broker import Broker
+from actors.current import current_message
+from actors.errors import (
+    ActorNotFound,
+    ActorsError,
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    ConnectionClosed,
+    ConnectionFailed,
+    DecodeError,
+    EncodingError,
+    Fail,
+    MessageTooLarge,
+    PublishError,
+    QueueConflict,
+    QueueNotFound,
+    RateLimitExceeded,
+    ResultError,
+    ResultFailure,
+    ResultMissing,
+    ResultTimeout,
+    Retry,
+    SkipMessage,
+    TimeLimitExceeded,
+)
+from actors.message import Message
+from actors.middleware import Middleware
+from actors.registry import get_backend, get_broker, set_backend, set_broker
+from actors.worker import Worker
+
+try:
+    __version__ = version("actors-runtime")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Actor",
+    "ActorNotFound",
+    "ActorsError",
+    "Broker",
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "DecodeError",
+    "EncodingError",
+    "Fail",
+    "Message",
+    "MessageTooLarge",
+    "Middleware",
+    "PublishError",
+    "QueueConflict",
+    "QueueNotFound",
+    "RateLimitExceeded",
+    "ResultError",
+    "ResultFailure",
+    "ResultMissing",
+    "ResultTimeout",
+    "Retry",
+    "SkipMessage",
+    "TimeLimitExceeded",
+    "Worker",
+    "__version__",
+    "actor",
+    "current_message",
+    "get_backend",
+    "get_broker",
+    "set_backend",
+    "set_broker",
+]

@@ -1,0 +1,1 @@
+"""Shared-state backends (results, rate limits, status, schedules, unique locks)."""

@@ -1,0 +1,312 @@
+"""The broker contract: what every broker (memory, RabbitMQ, Redis) provides."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors.encoding import Codec, Envelope
+from actors.errors import ConfigurationError, SkipMessage
+from actors.middleware.base import HOOK_NAMES, Middleware
+
+if TYPE_CHECKING:
+    from actors.actor import Actor
+    from actors.backends.base import Backend
+    from actors.delivery import Delivery
+    from actors.message import Message
+
+logger = logging.getLogger("actors.broker")
+
+DeliveryHandler = Callable[["Delivery"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message in a dead-letter queue, as shown by ``actors dlq show``."""
+
+    message_id: str
+    actor: str
+    queue: str
+    args: Any
+    kwargs: Any
+    retries: int
+    reason: str
+    error: str
+    failed_at: str
+    body_size: int
+
+
+class Consumer(ABC):
+    """Takes messages from queues and hands them to a callback, from the broker's I/O thread.
+
+    At most `prefetch` deliveries are outstanding (handed over and not yet settled).
+    """
+
+    @abstractmethod
+    def start(self) -> None:
+        """Connect (waiting and logging while the broker is down) and start consuming."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop taking new messages; deliveries already handed over can still be settled."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; unsettled deliveries go back to their queues."""
+
+
+class Broker(ABC):
+    """Owns connections, queues, publishing, consumption and the middleware stack.
+
+    Args:
+        middleware: The middleware stack, in order; `None` means the default stack
+            (`actors.middleware.default_middleware()`).
+        codec: How messages are encoded (default msgpack, 4 MiB limit, no signing).
+    """
+
+    #: The URL schemes this broker answers to (``memory``, ``amqp`` ...).
+    schemes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        middleware: Iterable[Middleware] | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        if middleware is None:
+            from actors.middleware import default_middleware
+
+            middleware = default_middleware()
+        self.codec = codec or Codec()
+        self._middleware: list[Middleware] = []
+        self._hooks: dict[str, tuple[Callable[..., None], ...]] = {}
+        self._declared_actors: set[str] = set()
+        for each in middleware:
+            self._middleware.append(each)
+        self._rebuild_hooks()
+
+    # -- middleware -----------------------------------------------------------------------------
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The middleware stack, in order."""
+        return tuple(self._middleware)
+
+    def add_middleware(
+        self,
+        middleware: Middleware,
+        *,
+        before: type[Middleware] | None = None,
+        after: type[Middleware] | None = None,
+    ) -> None:
+        """Add `middleware` to the stack: at the end, or just before/after a middleware class.
+
+        Raises:
+            ConfigurationError: Both `before` and `after` given, or the named class is not in
+                the stack.
+        """
+        if before is not None and after is not None:
+            raise ConfigurationError("add_middleware takes before= or after=, not both")
+        anchor = before or after
+        if anchor is None:
+            self._middleware.append(middleware)
+        else:
+            index = self._index_of(anchor)
+            self._middleware.insert(index if before is not None else index + 1, middleware)
+        self._rebuild_hooks()
+
+    def _index_of(self, kind: type[Middleware]) -> int:
+        for index, each in enumerate(self._middleware):
+            if isinstance(each, kind):
+                return index
+        stack = ", ".join(m.name for m in self._middleware)
+        raise ConfigurationError(f"{kind.__name__} is not in the middleware stack ({stack})")
+
+    def get_middleware(self, kind: type[Middleware]) -> Middleware | None:
+        """Return the first middleware of class `kind` in the stack, if any."""
+        for each in self._middleware:
+            if isinstance(each, kind):
+                return each
+        return None
+
+    def _rebuild_hooks(self) -> None:
+        for hook in HOOK_NAMES:
+            base = getattr(Middleware, hook)
+            bound = [
+                getattr(m, hook) for m in self._middleware if getattr(type(m), hook) is not base
+            ]
+            if hook.startswith("after_"):
+                bound.reverse()
+            self._hooks[hook] = tuple(bound)
+
+    def declared_options(self) -> frozenset[str]:
+        """The actor options that this broker's middleware read."""
+        return frozenset().union(*(m.actor_options for m in self._middleware))
+
+    def emit(self, hook: str, *args: Any, **kwargs: Any) -> None:
+        """Call `hook` on every middleware that implements it; errors propagate."""
+        for call in self._hooks[hook]:
+            call(self, *args, **kwargs)
+
+    def emit_guarded(self, hook: str, delivery: Delivery | None, *args: Any, **kw: Any) -> None:
+        """Call a worker-side hook; log errors (but `SkipMessage`) and carry on."""
+        for call in self._hooks[hook]:
+            try:
+                call(self, *args, **kw)
+            except SkipMessage:
+                raise
+            except Exception:
+                logger.exception(
+                    "middleware %s failed in %s (message %s)",
+                    type(getattr(call, "__self__", call)).__name__,
+                    hook,
+                    delivery.message_id if delivery is not None else "-",
+                )
+
+    def has_hook(self, hook: str) -> bool:
+        """Tell whether any middleware implements `hook`."""
+        return bool(self._hooks[hook])
+
+    # -- actors and queues ----------------------------------------------------------------------
+
+    def declare_actor(self, actor: Actor[Any, Any]) -> None:
+        """Make sure the actor's queue exists; called on first use of each actor."""
+        if actor.actor_name in self._declared_actors:
+            return
+        self.declare_queue(actor.queue_name)
+        self._declared_actors.add(actor.actor_name)
+        self.emit("after_declare_actor", actor)
+
+    @abstractmethod
+    def declare_queue(self, queue: str) -> None:
+        """Create `queue` (and its DLQ and delay machinery) if it does not exist."""
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def enqueue(self, message: Message[Any], *, delay: float | None = None) -> Message[Any]:
+        """Publish `message`, after `delay` seconds if given; return it once the broker holds it.
+
+        Raises:
+            EncodingError: An argument cannot be encoded (names the argument).
+            MessageTooLarge: The encoded message is over the size limit.
+            BrokerError: The broker refused the message or could not be reached in time.
+        """
+        delay = _positive(delay)
+        self.emit("before_enqueue", message, delay)
+        if delay is not None:
+            self.emit("before_delay_message", message, delay)
+        self._publish(self.codec.pack(message), delay)
+        self.emit("after_enqueue", message, delay)
+        return message
+
+    def enqueue_many(self, messages: Sequence[Message[Any]]) -> list[Message[Any]]:
+        """Publish several messages at once (confirms pipelined where the broker can)."""
+        for message in messages:
+            self.emit("before_enqueue", message, None)
+        self._publish_many([self.codec.pack(message) for message in messages])
+        for message in messages:
+            self.emit("after_enqueue", message, None)
+        return list(messages)
+
+    async def enqueue_async(
+        self, message: Message[Any], *, delay: float | None = None
+    ) -> Message[Any]:
+        """Publish from asyncio code without blocking the event loop; see `enqueue`."""
+        delay = _positive(delay)
+        self.emit("before_enqueue", message, delay)
+        if delay is not None:
+            self.emit("before_delay_message", message, delay)
+        await self._publish_async(self.codec.pack(message), delay)
+        self.emit("after_enqueue", message, delay)
+        return message
+
+    def republish(self, message: Message[Any], *, delay: float | None = None) -> None:
+        """Publish a later attempt of a message taken from a queue (retry, deferral).
+
+        Enqueue hooks do not run again: the message was already enqueued once.
+        """
+        self._publish(self.codec.pack(message), _positive(delay))
+
+    @abstractmethod
+    def _publish(self, envelope: Envelope, delay: float | None) -> None:
+        """Hand one encoded message to the broker and wait until it holds it."""
+
+    def _publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            self._publish(envelope, None)
+
+    async def _publish_async(self, envelope: Envelope, delay: float | None) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self._publish, envelope, delay)
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def consume(
+        self, queues: Sequence[str], *, prefetch: int, on_delivery: DeliveryHandler
+    ) -> Consumer:
+        """Return a consumer of `queues` that calls `on_delivery` for each message."""
+
+    # -- inspection and operations --------------------------------------------------------------
+
+    @abstractmethod
+    def queue_depth(self, queue: str) -> int:
+        """Messages in `queue` not yet settled: ready, delayed and in flight (best effort)."""
+
+    def join(self, queue: str, *, timeout: float | None = None, interval: float = 0.05) -> None:
+        """Wait until `queue` has no ready, delayed or unacknowledged message.
+
+        Args:
+            queue: The queue to watch.
+            timeout: The longest wait in seconds; None waits as long as it takes.
+            interval: How often to look, in seconds, for brokers that cannot notify.
+
+        Raises:
+            TimeoutError: The queue still held messages when the timeout ran out.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (depth := self.queue_depth(queue)) > 0:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"queue {queue!r} still holds {depth} messages after {timeout}s")
+            time.sleep(interval)
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete every ready message in `queue`; return how many."""
+
+    @abstractmethod
+    def dead_letters(self, queue: str, *, limit: int = 20) -> list[DeadLetter]:
+        """Return up to `limit` messages of `queue`'s DLQ without removing them."""
+
+    @abstractmethod
+    def replay_dead_letters(
+        self, queue: str, *, limit: int | None = None, actor: str | None = None
+    ) -> int:
+        """Move dead letters of `queue` back onto `queue` (retries reset); return how many."""
+
+    @abstractmethod
+    def dead_letter_queues(self) -> dict[str, int]:
+        """Return every dead-letter queue this broker knows of, with its depth."""
+
+    def default_backend(self) -> Backend:
+        """The backend to use when none was set (results, limits, status).
+
+        Raises:
+            ConfigurationError: This broker cannot provide one.
+        """
+        raise ConfigurationError(
+            "no backend configured: call actors.set_backend(RedisBackend(url=...)) "
+            "or set ACTORS_BACKEND_URL (redis://... or memory://)"
+        )
+
+    def close(self) -> None:  # noqa: B027 - brokers without connections have nothing to close
+        """Close this broker's connections (producers)."""
+
+
+def _positive(delay: float | None) -> float | None:
+    return delay if delay is not None and delay > 0 else None

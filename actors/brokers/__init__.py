@@ -1,0 +1,1 @@
+"""Brokers: one module per broker (memory, rabbitmq, redis)."""

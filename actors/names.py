@@ -1,0 +1,44 @@
+"""Names shared with the outside world: message headers, queue suffixes, key prefixes.
+
+Operators see these in the RabbitMQ management UI and in redis-cli, and producers in other
+languages write them, so they live in one place and do not change lightly.
+"""
+
+from __future__ import annotations
+
+WIRE_VERSION = 1
+
+DEFAULT_QUEUE = "default"
+DLQ_SUFFIX = ".DLQ"
+
+HEADER_ID = "actors-id"
+HEADER_ACTOR = "actors-actor"
+HEADER_QUEUE = "actors-queue"
+HEADER_RETRIES = "actors-retries"
+HEADER_ENQUEUED_AT = "actors-enqueued-at"
+HEADER_ENCODING = "actors-encoding"
+HEADER_SIGNATURE = "actors-signature"
+HEADER_DELIVERIES = "actors-deliveries"
+
+HEADER_DEAD_REASON = "actors-dead-letter-reason"
+HEADER_ERROR_TYPE = "actors-error-type"
+HEADER_ERROR = "actors-error"
+HEADER_FAILED_AT = "actors-failed-at"
+HEADER_ORIGINAL_QUEUE = "actors-original-queue"
+
+ERROR_TEXT_LIMIT = 1024
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Return the name of the dead-letter queue of `queue` (``Q`` -> ``Q.DLQ``)."""
+    return queue + DLQ_SUFFIX
+
+
+def is_dead_letter_queue(queue: str) -> bool:
+    """Tell whether `queue` is a dead-letter queue."""
+    return queue.endswith(DLQ_SUFFIX)
+
+
+def original_queue(dlq: str) -> str:
+    """Return the queue whose dead letters `dlq` holds (``Q.DLQ`` -> ``Q``)."""
+    return dlq[: -len(DLQ_SUFFIX)] if is_dead_letter_queue(dlq) else dlq

@@ -1,0 +1,387 @@
+"""The worker: takes messages from a broker and runs their actors.
+
+Sync actors run on a pool of threads; async actors run on one event loop per process, in a
+thread of its own, bounded by their own concurrency setting. The broker's I/O runs in yet
+another thread (the consumer's), so neither a busy actor thread nor a blocked event loop can
+starve heartbeats. A message is acknowledged only after its actor finished and the outcome
+(ack, retry, dead-letter) is safely with the broker: delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from actors import registry
+from actors.broker import Broker, Consumer
+from actors.delivery import Delivery, Failure, Outcome
+from actors.errors import ActorNotFound, DecodeError, Retry, SkipMessage
+
+logger = logging.getLogger("actors.worker")
+
+_current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
+    "actors_current_delivery", default=None
+)
+
+DEFAULT_THREADS = 8
+DEFAULT_ASYNC_CONCURRENCY = 64
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+def current_delivery() -> Delivery | None:
+    """The delivery being processed in this thread or task, if any."""
+    return _current_delivery.get()
+
+
+class Worker:
+    """Runs actors for messages taken from `broker`, inside the current process.
+
+    Args:
+        broker: Where messages come from.
+        queues: The queues to consume (default: the queues of every declared actor).
+        threads: Threads for sync actors (default 8).
+        async_concurrency: Async actors in flight at once (default 64), apart from `threads`.
+        prefetch: Deliveries taken ahead of processing (default: enough to keep every thread
+            and async slot busy, and no more, so that priorities hold).
+        shutdown_timeout: Seconds that `stop()` lets in-flight work finish (default 30).
+        max_messages: Stop after this many messages (for recycling child processes).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queues: Sequence[str] | None = None,
+        threads: int = DEFAULT_THREADS,
+        async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
+        prefetch: int | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        max_messages: int | None = None,
+    ) -> None:
+        self.broker = broker
+        self.queues = list(queues) if queues else None
+        self.threads = max(1, threads)
+        self.async_concurrency = max(1, async_concurrency)
+        self.prefetch = prefetch
+        self.shutdown_timeout = shutdown_timeout
+        self.max_messages = max_messages
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._consumer: Consumer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._async_slots: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._state = threading.Condition()
+        self._in_flight = 0
+        self._taken = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start consuming; returns at once (the work happens in background threads)."""
+        actors = registry.declared_actors()
+        queues = self.queues or sorted({a.queue_name for a in actors.values()})
+        if not queues:
+            raise ValueError("no queues to consume: declare actors or pass queues=")
+        self.queues = queues
+        has_async = any(a.is_async for a in actors.values() if a.queue_name in queues)
+        self.broker.emit("after_worker_boot", self)
+        for index in range(self.threads):
+            thread = threading.Thread(
+                target=self._run_sync_thread, name=f"actors-worker-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if has_async:
+            self._start_loop()
+        prefetch = self.prefetch or self.threads * 2 + (self.async_concurrency if has_async else 0)
+        self._consumer = self.broker.consume(
+            queues, prefetch=prefetch, on_delivery=self._on_delivery
+        )
+        self._consumer.start()
+        logger.info(
+            "worker consuming %s with %d threads%s",
+            ", ".join(queues),
+            self.threads,
+            f" and {self.async_concurrency} async slots" if has_async else "",
+        )
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking messages, let in-flight work finish, give back the rest, and return.
+
+        Args:
+            timeout: Seconds to let in-flight work finish (default: `shutdown_timeout`).
+                Work still running then is returned to the broker when the connection closes.
+        """
+        if self.stopped.is_set():
+            return
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        self.stopping.set()
+        self.broker.emit_guarded("before_worker_shutdown", None, self)
+        if self._consumer is not None:
+            self._consumer.stop()
+        self._requeue_waiting()
+        for _ in self._threads:
+            self._work.put(None)
+        finished = self._wait_idle(timeout)
+        if not finished:
+            logger.warning("shutdown timeout: returning unfinished messages to the broker")
+        self._stop_loop()
+        if self._consumer is not None:
+            self._consumer.close()
+        self.broker.emit_guarded("after_worker_shutdown", None, self)
+        self.stopped.set()
+
+    def _requeue_waiting(self) -> None:
+        kept: list[None] = []
+        while True:
+            try:
+                delivery = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if delivery is None:
+                kept.append(None)
+                continue
+            delivery.requeue()
+            self._finished()
+        for sentinel in kept:
+            self._work.put(sentinel)
+
+    def _wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while self._in_flight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._state.wait(remaining)
+        return True
+
+    def _start_loop(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._async_slots = asyncio.Semaphore(self.async_concurrency)
+        self._loop_thread = threading.Thread(
+            target=loop.run_forever, name="actors-event-loop", daemon=True
+        )
+        self._loop_thread.start()
+
+    def _stop_loop(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def cancel_all() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=5)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout=5)
+        loop.close()
+
+    # -- intake (consumer thread) ---------------------------------------------------------------
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        with self._state:
+            self._in_flight += 1
+            self._taken += 1
+            taken = self._taken
+        if self.stopping.is_set():
+            delivery.requeue()
+            self._finished()
+            return
+        if not self._resolve(delivery):
+            self._finished()
+        elif delivery.actor is not None and delivery.actor.is_async:
+            loop = self._loop
+            if loop is None:
+                self._start_loop()
+                loop = self._loop
+            assert loop is not None
+            loop.call_soon_threadsafe(self._spawn, delivery)
+        else:
+            self._work.put(delivery)
+        if self.max_messages is not None and taken == self.max_messages:
+            threading.Thread(target=self.stop, name="actors-recycle", daemon=True).start()
+
+    def _resolve(self, delivery: Delivery) -> bool:
+        """Decode and find the actor; dead-letter the delivery and return False if either fails."""
+        try:
+            message = self.broker.codec.unpack(delivery.body, delivery.headers)
+            delivery.message = message
+            delivery.actor = registry.get_actor(message.actor)
+        except (DecodeError, ActorNotFound) as exc:
+            reason = "decode-error" if isinstance(exc, DecodeError) else "unknown-actor"
+            logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
+            self._dead_letter(delivery, Failure.from_exception(reason, exc))
+            return False
+        return True
+
+    def _finished(self) -> None:
+        with self._state:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._state.notify_all()
+
+    # -- sync actors ----------------------------------------------------------------------------
+
+    def _run_sync_thread(self) -> None:
+        work = self._work
+        while (delivery := work.get()) is not None:
+            try:
+                self._process_sync(delivery)
+            except BaseException:  # the thread must survive anything one message does
+                logger.exception("unexpected error processing %s", delivery.message_id)
+            finally:
+                self._finished()
+
+    def _process_sync(self, delivery: Delivery) -> None:
+        token = _current_delivery.set(delivery)
+        try:
+            if not self._before(delivery):
+                return
+            actor, message = delivery.actor, delivery.message
+            assert actor is not None and message is not None
+            result: Any = None
+            exception: BaseException | None = None
+            try:
+                result = actor.fn(*message.args, **message.kwargs)
+            except BaseException as exc:
+                exception = exc
+            self.broker.emit_guarded(
+                "after_process_message", delivery, delivery, result=result, exception=exception
+            )
+            self._settle(delivery, exception)
+        finally:
+            _current_delivery.reset(token)
+
+    def _before(self, delivery: Delivery) -> bool:
+        """Run ``before_process_message``; settle and return False if the message is skipped."""
+        try:
+            self.broker.emit_guarded("before_process_message", delivery, delivery)
+        except SkipMessage:
+            self.broker.emit_guarded("after_skip_message", delivery, delivery)
+            self._settle(delivery, None)
+            return False
+        return True
+
+    # -- async actors ---------------------------------------------------------------------------
+
+    def _spawn(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._process_async(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_async(self, delivery: Delivery) -> None:
+        assert self._async_slots is not None
+        try:
+            async with self._async_slots:
+                await self._run_async(delivery)
+        except asyncio.CancelledError:
+            if self.stopping.is_set():
+                delivery.requeue()
+            else:
+                raise
+        except BaseException:
+            logger.exception("unexpected error processing %s", delivery.message_id)
+        finally:
+            self._finished()
+
+    async def _run_async(self, delivery: Delivery) -> None:
+        _current_delivery.set(delivery)
+        if not self._before(delivery):
+            return
+        actor, message = delivery.actor, delivery.message
+        assert actor is not None and message is not None
+        result: Any = None
+        exception: BaseException | None = None
+        try:
+            result = await actor.fn(*message.args, **message.kwargs)
+        except asyncio.CancelledError as exc:
+            if self.stopping.is_set() and not _is_own_cancel(exc):
+                raise
+            exception = exc
+        except Exception as exc:
+            exception = exc
+        self.broker.emit_guarded(
+            "after_process_message", delivery, delivery, result=result, exception=exception
+        )
+        if delivery.outcome is Outcome.ACK and exception is None:
+            delivery.ack()
+        else:
+            await asyncio.to_thread(self._settle, delivery, exception)
+
+    # -- settlement -----------------------------------------------------------------------------
+
+    def _settle(self, delivery: Delivery, exception: BaseException | None) -> None:
+        if exception is not None and delivery.outcome is Outcome.ACK:
+            delivery.reject(Failure.from_exception("failed", exception))
+        outcome = delivery.outcome
+        if outcome is Outcome.ACK:
+            delivery.ack()
+        elif outcome is Outcome.DEAD_LETTER:
+            assert delivery.failure is not None
+            _log_failure(delivery, exception, "dead-lettered")
+            self._dead_letter(delivery, delivery.failure)
+        else:
+            self._republish(delivery, exception)
+
+    def _republish(self, delivery: Delivery, exception: BaseException | None) -> None:
+        message = delivery.message
+        assert message is not None
+        is_retry = delivery.outcome is Outcome.RETRY
+        if is_retry:
+            options = message.options
+            if exception is not None:
+                options = {**options, "last_error": f"{type(exception).__name__}: {exception}"}
+            message = message.copy(retries=message.retries + 1, options=options)
+            _log_failure(delivery, exception, f"retrying in {delivery.delay:.1f}s")
+        try:
+            self.broker.republish(message, delay=delivery.delay)
+        except Exception:
+            logger.exception("could not schedule %s again; returning it to its queue", message)
+            delivery.requeue()
+            return
+        delivery.ack()
+        if is_retry:
+            self.broker.emit_guarded("after_retry", delivery, delivery, delivery.delay)
+
+    def _dead_letter(self, delivery: Delivery, failure: Failure) -> None:
+        try:
+            delivery.dead_letter(failure)
+        except Exception:
+            logger.exception("could not dead-letter %s; returning it", delivery.message_id)
+            delivery.requeue()
+            return
+        self.broker.emit_guarded("after_dead_letter", delivery, delivery, failure)
+
+
+def _is_own_cancel(exc: asyncio.CancelledError) -> bool:
+    """A cancel with a message was asked for by middleware (time limit, cancellation)."""
+    return bool(exc.args)
+
+
+def _log_failure(delivery: Delivery, exception: BaseException | None, what: str) -> None:
+    message = delivery.message
+    label = f"{message.actor}[{message.id}]" if message is not None else delivery.message_id
+    if isinstance(exception, Retry):
+        logger.info("%s asked for a retry (%s): %s", label, exception, what)
+    elif exception is not None:
+        logger.warning("%s failed with %s: %s", label, type(exception).__name__, what,
+                       exc_info=exception)  # fmt: skip
+    else:
+        reason = delivery.failure.reason if delivery.failure else ""
+        logger.warning("%s %s (%s)", label, what, reason)
