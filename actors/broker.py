@@ -244,6 +244,15 @@ class Broker(ABC):
 
         await asyncio.to_thread(self._publish, envelope, delay)
 
+    @abstractmethod
+    def publish_raw(
+        self, queue: str, body: bytes, headers: dict[str, Any] | None = None, *, priority: int = 0
+    ) -> None:
+        """Publish bytes as they are onto `queue`, as a foreign producer would (tools, tests).
+
+        No encoding, no hooks, no size check: the worker decodes and judges the bytes.
+        """
+
     # -- consuming ------------------------------------------------------------------------------
 
     @abstractmethod

@@ -15,6 +15,7 @@ The tree::
     │   ├── QueueNotFound
     │   ├── QueueConflict           a queue exists with other arguments
     │   └── MessageTooLarge
+    ├── BackendError                a backend (Redis) operation failed
     ├── ResultError
     │   ├── ResultMissing           the result expired or will never come
     │   ├── ResultTimeout           the wait ran out
@@ -108,6 +109,10 @@ class MessageTooLarge(BrokerError):
         self.size = size
         self.limit = limit
         self.message_id = message_id
+
+
+class BackendError(ActorsError):
+    """A shared-state backend (results, limits) could not be reached or refused a command."""
 
 
 class ResultError(ActorsError):

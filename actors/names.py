@@ -28,6 +28,12 @@ HEADER_ORIGINAL_QUEUE = "actors-original-queue"
 
 ERROR_TEXT_LIMIT = 1024
 
+# Backend keys are ``<namespace>:<prefix><id>``; the namespace defaults to BACKEND_NAMESPACE.
+BACKEND_NAMESPACE = "actors"
+RESULT_KEY_PREFIX = "result:"  # a one-element list holding the stored result
+SLOTS_KEY_PREFIX = "slots:"  # a sorted set of concurrency-slot holders scored by expiry
+RATE_KEY_PREFIX = "rate:"  # a sorted set of recent acquisitions (sliding-window rate limit)
+
 
 def dead_letter_queue(queue: str) -> str:
     """Return the name of the dead-letter queue of `queue` (``Q`` -> ``Q.DLQ``)."""

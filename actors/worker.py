@@ -71,6 +71,8 @@ class Worker:
         self.prefetch = prefetch
         self.shutdown_timeout = shutdown_timeout
         self.max_messages = max_messages
+        #: True in a process run by the `actors worker` supervisor, which replaces it if it exits.
+        self.supervised = False
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()

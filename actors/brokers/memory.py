@@ -79,9 +79,10 @@ class MemoryBroker(Broker):
                 heapq.heappush(queue.ready, (-priority, next(self._seq), item))
             self._cond.notify_all()
 
-    def put_raw(self, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
-        """Put raw bytes on `queue`, as a foreign or hostile producer would (tests, tools)."""
-        self._put(queue, 0, (body, dict(headers or {}), False))
+    def publish_raw(
+        self, queue: str, body: bytes, headers: dict[str, Any] | None = None, *, priority: int = 0
+    ) -> None:
+        self._put(queue, priority, (body, dict(headers or {}), False))
 
     def consume(
         self, queues: Sequence[str], *, prefetch: int, on_delivery: DeliveryHandler

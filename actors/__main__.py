@@ -1,0 +1,5 @@
+"""Run the command line with `python -m actors`."""
+
+from actors.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""The ``actors`` command line: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+import actors
+from actors import registry
+from actors.broker import Broker
+from actors.errors import ActorsError
+from actors.settings import ENV_BROKER_URL, broker_from_url
+from actors.supervisor import Supervisor, WorkerSpec
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
+EXIT_IMPORT_ERROR = 2
+
+broker_option = click.option(
+    "--broker",
+    "broker_url",
+    envvar=ENV_BROKER_URL,
+    help="Broker URL: amqp://, amqps://, redis://, rediss:// or memory:// "
+    f"(default: ${ENV_BROKER_URL}, else the broker the modules set).",
+)
+
+
+def _configure_logging(level: str, log_file: str | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+
+
+def import_modules(modules: tuple[str, ...], *, debug: bool) -> None:
+    """Import the modules that declare actors; exit 2 with one clear line if one fails."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to the caller
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            if debug:
+                logging.getLogger("actors.cli").exception("cannot import %s", module)
+            click.echo(
+                f"actors: cannot import module {module!r}: {type(exc).__name__}: {exc} "
+                "(run with --log-level debug for the traceback)",
+                err=True,
+            )
+            sys.exit(EXIT_IMPORT_ERROR)
+
+
+def _broker(url: str | None) -> Broker:
+    try:
+        return broker_from_url(url) if url else registry.get_broker()
+    except ActorsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(actors.__version__, prog_name="actors")
+def main() -> None:
+    """actors: run and operate background workers."""
+
+
+@main.command()
+@click.argument("modules", nargs=-1, required=True)
+@click.option("-p", "--processes", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              show_default=True, help="Worker processes to run (each restarted if it dies).")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Threads per process for sync actors (async actors have their own slots).")
+@click.option("-Q", "--queues", multiple=True,
+              help="Queues to consume (repeat or comma-separate; default: every actor's queue).")
+@broker_option
+@click.option("--shutdown-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds in-flight messages get to finish on SIGTERM before they are returned.")
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
+              help="Replace a worker process after it took this many messages.")
+@click.option("--metrics-port", type=click.IntRange(min=1, max=65535), default=None,
+              help="Serve Prometheus metrics of all worker processes on this port.")
+@click.option("--pid-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the supervisor's pid to this file.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Log to this file instead of stderr.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="Log level.")
+@click.option("--watch", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Restart the workers when a .py file under PATH changes (dev).")
+def worker(  # noqa: PLR0913 - one parameter per documented flag
+    modules: tuple[str, ...],
+    processes: int,
+    threads: int,
+    queues: tuple[str, ...],
+    broker_url: str | None,
+    shutdown_timeout: float,
+    max_tasks_per_child: int | None,
+    metrics_port: int | None,
+    pid_file: str | None,
+    log_file: str | None,
+    log_level: str,
+    watch: Path | None,
+) -> None:
+    """Run workers for the actors declared in MODULES (e.g. `actors worker app.tasks`).
+
+    Exits 0 after SIGTERM or SIGINT once in-flight work finished or was returned; a second
+    signal forces the exit. Exits 2 if a module cannot be imported.
+    """
+    _configure_logging(log_level, log_file)
+    import_modules(modules, debug=log_level == "debug")
+    spec = WorkerSpec(
+        broker_url=broker_url,
+        queues=tuple(q for group in queues for q in group.split(",") if q),
+        threads=threads,
+        shutdown_timeout=shutdown_timeout,
+        max_tasks=max_tasks_per_child,
+    )
+    on_child_boot = None
+    if metrics_port is not None:
+        from actors.middleware.prometheus import prepare_multiprocess, serve_metrics
+
+        on_child_boot = prepare_multiprocess()
+        serve_metrics(metrics_port)
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n")
+    try:
+        code = Supervisor(
+            spec, processes=processes, watch=watch, on_child_boot=on_child_boot
+        ).run()
+    finally:
+        if pid_file:
+            Path(pid_file).unlink(missing_ok=True)
+    sys.exit(code)
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect and manage dead-letter queues (Q.DLQ)."""
+
+
+@dlq.command("list")
+@broker_option
+def dlq_list(broker_url: str | None) -> None:
+    """List every dead-letter queue with its depth."""
+    queues = _broker(broker_url).dead_letter_queues()
+    if not queues:
+        click.echo("no dead-letter queues")
+    for name, depth in sorted(queues.items()):
+        click.echo(f"{name}\t{depth}")
+
+
+@dlq.command("show")
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many dead letters to show.")
+@broker_option
+def dlq_show(queue: str, limit: int, broker_url: str | None) -> None:
+    """Show the dead letters of QUEUE (its name, or its DLQ's name) without removing them."""
+    from actors.names import original_queue
+
+    letters = _broker(broker_url).dead_letters(original_queue(queue), limit=limit)
+    for letter in letters:
+        click.echo(
+            f"{letter.message_id}  {letter.actor}  retries={letter.retries}  "
+            f"failed_at={letter.failed_at}  reason={letter.reason}\n"
+            f"    args={letter.args!r} kwargs={letter.kwargs!r}\n    error={letter.error}"
+        )
+    click.echo(f"{len(letters)} dead letter(s) shown")
+
+
+@dlq.command("replay")
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Replay at most this many (default: all).")
+@click.option("--actor", default=None, help="Replay only the messages of this actor.")
+@broker_option
+def dlq_replay(queue: str, limit: int | None, actor: str | None, broker_url: str | None) -> None:
+    """Put dead letters of QUEUE back on QUEUE (retry count reset), at-least-once."""
+    from actors.names import original_queue
+
+    moved = _broker(broker_url).replay_dead_letters(original_queue(queue), limit=limit, actor=actor)
+    click.echo(f"replayed {moved} message(s) onto {original_queue(queue)}")
+
+
+@dlq.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@broker_option
+def dlq_purge(queue: str, yes: bool, broker_url: str | None) -> None:
+    """Delete every dead letter of QUEUE."""
+    from actors.names import dead_letter_queue, original_queue
+
+    target = dead_letter_queue(original_queue(queue))
+    if not yes:
+        click.confirm(f"Delete every message in {target}?", abort=True)
+    click.echo(f"purged {_broker(broker_url).purge(target)} message(s) from {target}")

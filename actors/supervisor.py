@@ -1,0 +1,181 @@
+"""The worker supervisor: runs worker processes, restarts the one that dies, stops them all.
+
+The supervisor imports the actor modules once, then forks its children, which inherit them.
+It holds no broker connection itself: each child opens its own after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+from actors import registry
+from actors.settings import broker_from_url
+from actors.worker import Worker
+
+logger = logging.getLogger("actors.supervisor")
+
+#: Exit code of a child that must be replaced at once (a hung actor past its hard limit).
+EXIT_REPLACE = 3
+_RESTART_BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What each worker process runs."""
+
+    broker_url: str | None
+    queues: tuple[str, ...]
+    threads: int
+    shutdown_timeout: float
+    max_tasks: int | None
+
+
+def run_child(spec: WorkerSpec, on_boot: Callable[[], None] | None = None) -> None:
+    """The body of one worker process: consume until SIGTERM, then shut down and exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
+    stop_asked = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        if stop_asked.is_set():
+            os._exit(1)  # second signal: force
+        stop_asked.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    if spec.broker_url:
+        registry.set_broker(broker_from_url(spec.broker_url))
+    if on_boot is not None:
+        on_boot()
+    worker = Worker(
+        registry.get_broker(),
+        queues=spec.queues or None,
+        threads=spec.threads,
+        shutdown_timeout=spec.shutdown_timeout,
+        max_messages=spec.max_tasks,
+    )
+    worker.supervised = True
+    worker.start()
+    while not stop_asked.wait(0.2) and not worker.stopping.is_set():
+        pass
+    worker.stop()
+    logging.shutdown()
+    os._exit(0)
+
+
+class Supervisor:
+    """Starts `processes` children running `spec`; restarts only the child that died.
+
+    A child that exits 0 on its own (recycled after ``--max-tasks-per-child``) or that dies
+    is replaced; on SIGTERM or SIGINT every child is told to shut down gracefully and the
+    supervisor exits 0 once they have; a second signal kills them.
+    """
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        processes: int,
+        watch: Path | None = None,
+        on_child_boot: Callable[[], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.processes = max(1, processes)
+        self.watch = watch
+        self._on_child_boot = on_child_boot
+        self._context = multiprocessing.get_context("fork")
+        self._children: dict[int, BaseProcess] = {}
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._restart_after = False
+
+    def run(self) -> int:
+        """Run until told to stop; return the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(self.processes):
+            self._start(slot)
+        if self.watch is not None:
+            threading.Thread(target=self._watch_files, name="actors-watch", daemon=True).start()
+        self._supervise()
+        if self._restart_after:
+            logger.info("code changed: restarting")
+            os.execv(sys.executable, [sys.executable, "-m", "actors", *sys.argv[1:]])
+        return 0
+
+    def _start(self, slot: int) -> None:
+        child = self._context.Process(
+            target=run_child,
+            args=(self.spec, self._on_child_boot),
+            name=f"actors-worker-{slot}",
+            daemon=False,
+        )
+        child.start()
+        self._children[slot] = child
+        logger.info("started worker process %s (pid %s)", slot, child.pid)
+
+    def _supervise(self) -> None:
+        failures: dict[int, int] = {}
+        while not self._stopping.is_set():
+            time.sleep(0.2)
+            for slot, child in list(self._children.items()):
+                if child.is_alive() or self._stopping.is_set():
+                    continue
+                code = child.exitcode
+                child.join()
+                if code == 0:
+                    failures[slot] = 0
+                    logger.info("worker process %s recycled", slot)
+                else:
+                    failures[slot] = failures.get(slot, 0) + 1
+                    logger.error("worker process %s exited with code %s; restarting", slot, code)
+                    delay = min(_RESTART_BACKOFF_MAX, 0.5 * 2 ** (failures[slot] - 1))
+                    if self._stopping.wait(delay if failures[slot] > 1 else 0):
+                        break
+                self._start(slot)
+        self._stop_children()
+
+    def _stop_children(self) -> None:
+        for child in self._children.values():
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.spec.shutdown_timeout + 10
+        for child in self._children.values():
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                logger.error("worker process %s did not stop in time; killing it", child.pid)
+                child.kill()
+                child.join()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            for child in self._children.values():
+                if child.is_alive():
+                    child.kill()
+            os._exit(1)
+        logger.info("received %s: shutting down", signal.Signals(signum).name)
+        self._stopping.set()
+
+    def _watch_files(self) -> None:
+        assert self.watch is not None
+        before = _snapshot(self.watch)
+        while not self._stopping.wait(1.0):
+            now = _snapshot(self.watch)
+            if now != before:
+                self._restart_after = True
+                self._stopping.set()
+                return
+
+
+def _snapshot(root: Path) -> dict[Path, float]:
+    return {path: path.stat().st_mtime for path in root.rglob("*.py") if path.is_file()}

@@ -1,0 +1,148 @@
+"""The in-process worker: sync and async actors, concurrency bounds, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import actors
+from actors.brokers.memory import MemoryBroker
+from actors.testing import running_worker, wait_until
+
+
+def test_sync_and_async_actors_run_side_by_side() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    sync_threads: set[str] = set()
+    async_threads: set[str] = set()
+
+    @actors.actor
+    def blocking(n: int) -> None:
+        sync_threads.add(threading.current_thread().name)
+
+    @actors.actor
+    async def evented(n: int) -> None:
+        await asyncio.sleep(0)
+        async_threads.add(threading.current_thread().name)
+
+    with running_worker(broker, threads=3):
+        for n in range(30):
+            blocking.send(n)
+            evented.send(n)
+        broker.join("default", timeout=10)
+    assert sync_threads and all(name.startswith("actors-worker-") for name in sync_threads)
+    assert async_threads == {"actors-event-loop"}
+
+
+def test_async_actors_in_flight_are_bounded_by_their_own_setting() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    running = 0
+    peak = 0
+    release = asyncio.Event()
+
+    @actors.actor
+    async def hold() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    with running_worker(broker, threads=1, async_concurrency=5, prefetch=20) as worker:
+        for _ in range(12):
+            hold.send()
+        wait_until(lambda: running == 5, message="five async actors running")
+        assert worker._loop is not None
+        worker._loop.call_soon_threadsafe(release.set)
+        broker.join("default", timeout=10)
+    assert peak == 5  # more than one thread's worth, and never above the async bound
+
+
+def test_stop_lets_in_flight_work_finish() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    started = threading.Event()
+    finish = threading.Event()
+    finished: list[int] = []
+
+    @actors.actor
+    def slow(n: int) -> None:
+        started.set()
+        finish.wait(5)
+        finished.append(n)
+
+    worker = actors.Worker(broker, threads=1)
+    worker.start()
+    slow.send(1)
+    started.wait(5)
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": 10})
+    stopper.start()
+    wait_until(worker.stopping.is_set, message="worker stopping")
+    finish.set()
+    stopper.join(10)
+    assert finished == [1]
+    assert broker.queue_depth("default") == 0
+
+
+def test_stop_returns_unfinished_work_to_the_queue_after_the_timeout() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    started = threading.Event()
+    release = threading.Event()
+
+    @actors.actor
+    def stuck() -> None:
+        started.set()
+        release.wait(10)
+
+    @actors.actor
+    def waiting() -> None: ...
+
+    worker = actors.Worker(broker, threads=1, prefetch=5)
+    worker.start()
+    stuck.send()
+    for _ in range(3):
+        waiting.send()
+    started.wait(5)
+    worker.stop(timeout=0.2)
+    release.set()
+    # the running message and the three waiting ones are all back in the queue
+    assert broker.queue_depth("default") == 4
+
+
+def test_worker_recycles_after_max_messages() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    count: list[int] = []
+
+    @actors.actor
+    def one() -> None:
+        count.append(1)
+
+    worker = actors.Worker(broker, threads=1, max_messages=3, prefetch=1)
+    worker.start()
+    for _ in range(5):
+        one.send()
+    wait_until(worker.stopped.is_set, message="worker stopped after 3 messages")
+    assert len(count) == 3
+    assert broker.queue_depth("default") == 2
+
+
+def test_current_message_is_visible_inside_sync_and_async_actors() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    seen: dict[str, str] = {}
+
+    @actors.actor
+    def sync_probe() -> None:
+        message = actors.current_message()
+        assert message is not None
+        seen["sync"] = message.id
+
+    @actors.actor
+    async def async_probe() -> None:
+        message = actors.current_message()
+        assert message is not None
+        seen["async"] = message.id
+
+    with running_worker(broker, threads=1):
+        first = sync_probe.send()
+        second = async_probe.send()
+        wait_until(lambda: len(seen) == 2, message="both probes")
+    assert seen == {"sync": first.id, "async": second.id}
+    assert actors.current_message() is None
