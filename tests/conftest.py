@@ -13,6 +13,8 @@ from actors import registry
 from actors.broker import Broker
 from tests.brokers import open_test_broker
 
+pytest_plugins = ["tests.support.fixtures"]
+
 SERVICES = {
     "RabbitMQ": (5672, "rabbitmq-server -detached"),
     "Redis": (

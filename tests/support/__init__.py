@@ -1,0 +1,1 @@
+"""Test infrastructure: private brokers, a fault-injecting TCP proxy and a delivery ledger."""
