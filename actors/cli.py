@@ -75,27 +75,73 @@ def main() -> None:
 
 @main.command()
 @click.argument("modules", nargs=-1, required=True)
-@click.option("-p", "--processes", type=click.IntRange(min=1), default=os.cpu_count() or 1,
-              show_default=True, help="Worker processes to run (each restarted if it dies).")
-@click.option("-t", "--threads", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Threads per process for sync actors (async actors have their own slots).")
-@click.option("-Q", "--queues", multiple=True,
-              help="Queues to consume (repeat or comma-separate; default: every actor's queue).")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default=True,
+    help="Worker processes to run (each restarted if it dies).",
+)
+@click.option(
+    "-t",
+    "--threads",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Threads per process for sync actors (async actors have their own slots).",
+)
+@click.option(
+    "-Q",
+    "--queues",
+    multiple=True,
+    help="Queues to consume (repeat or comma-separate; default: every actor's queue).",
+)
 @broker_option
-@click.option("--shutdown-timeout", type=float, default=30.0, show_default=True,
-              help="Seconds in-flight messages get to finish on SIGTERM before they are returned.")
-@click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
-              help="Replace a worker process after it took this many messages.")
-@click.option("--metrics-port", type=click.IntRange(min=1, max=65535), default=None,
-              help="Serve Prometheus metrics of all worker processes on this port.")
-@click.option("--pid-file", type=click.Path(dir_okay=False), default=None,
-              help="Write the supervisor's pid to this file.")
-@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
-              help="Log to this file instead of stderr.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, help="Log level.")
-@click.option("--watch", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Restart the workers when a .py file under PATH changes (dev).")
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight messages get to finish on SIGTERM before they are returned.",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a worker process after it took this many messages.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve Prometheus metrics of all worker processes on this port.",
+)
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the supervisor's pid to this file.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Log to this file instead of stderr.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Log level.",
+)
+@click.option(
+    "--watch",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Restart the workers when a .py file under PATH changes (dev).",
+)
 def worker(  # noqa: PLR0913 - one parameter per documented flag
     modules: tuple[str, ...],
     processes: int,
@@ -133,9 +179,7 @@ def worker(  # noqa: PLR0913 - one parameter per documented flag
     if pid_file:
         Path(pid_file).write_text(f"{os.getpid()}\n")
     try:
-        code = Supervisor(
-            spec, processes=processes, watch=watch, on_child_boot=on_child_boot
-        ).run()
+        code = Supervisor(spec, processes=processes, watch=watch, on_child_boot=on_child_boot).run()
     finally:
         if pid_file:
             Path(pid_file).unlink(missing_ok=True)
@@ -160,8 +204,13 @@ def dlq_list(broker_url: str | None) -> None:
 
 @dlq.command("show")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
-              help="How many dead letters to show.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many dead letters to show.",
+)
 @broker_option
 def dlq_show(queue: str, limit: int, broker_url: str | None) -> None:
     """Show the dead letters of QUEUE (its name, or its DLQ's name) without removing them."""
@@ -179,8 +228,12 @@ def dlq_show(queue: str, limit: int, broker_url: str | None) -> None:
 
 @dlq.command("replay")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Replay at most this many (default: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replay at most this many (default: all).",
+)
 @click.option("--actor", default=None, help="Replay only the messages of this actor.")
 @broker_option
 def dlq_replay(queue: str, limit: int | None, actor: str | None, broker_url: str | None) -> None:

@@ -95,10 +95,11 @@ class QueueNotFound(BrokerError):
 class QueueConflict(BrokerError):
     """A queue already exists with arguments other than the ones asked for."""
 
-    def __init__(self, queue: str, detail: str) -> None:
+    def __init__(self, queue: str, detail: str, *, argument: str | None = None) -> None:
         super().__init__(f"queue {queue!r} exists with other arguments: {detail}")
         self.queue = queue
         self.detail = detail
+        self.argument = argument
 
 
 class MessageTooLarge(BrokerError):
@@ -174,6 +175,10 @@ class SkipMessage(Exception):
 
 class TimeLimitExceeded(BaseException):
     """Raised inside an actor that ran past its ``time_limit``."""
+
+    def __init__(self, *args: object) -> None:
+        # raised into a thread by type alone, so the default text says what happened
+        super().__init__(*(args or ("the actor ran past its time_limit",)))
 
 
 class Cancelled(BaseException):

@@ -34,6 +34,38 @@ RESULT_KEY_PREFIX = "result:"  # a one-element list holding the stored result
 SLOTS_KEY_PREFIX = "slots:"  # a sorted set of concurrency-slot holders scored by expiry
 RATE_KEY_PREFIX = "rate:"  # a sorted set of recent acquisitions (sliding-window rate limit)
 
+# Redis broker keys are ``<namespace>:q:<queue>...`` (see redis_* below and docs/redis.md).
+REDIS_NAMESPACE = "actors"
+REDIS_GROUP = "actors"  # the consumer group on every ready stream
+REDIS_FIELD_BODY = "body"  # the stream field holding the encoded body, next to the headers
+REDIS_FIELD_PRIORITY = "actors-priority"  # on delayed and dead-lettered entries only
+PRIORITY_LEVELS = 10  # priorities 0..9
+
+
+def redis_queues_key(namespace: str) -> str:
+    """Return the key of the set of queue names declared under `namespace`."""
+    return f"{namespace}:queues"
+
+
+def redis_stream_key(namespace: str, queue: str, priority: int) -> str:
+    """Return the key of the ready stream of `queue` for one priority level (0..9)."""
+    return f"{namespace}:q:{queue}:p{priority}"
+
+
+def redis_delayed_key(namespace: str, queue: str) -> str:
+    """Return the key of the sorted set of `queue`'s delayed entry ids, scored by due time (ms)."""
+    return f"{namespace}:q:{queue}:delayed"
+
+
+def redis_delayed_messages_key(namespace: str, queue: str) -> str:
+    """Return the key of the stream holding the fields of `queue`'s delayed messages."""
+    return f"{namespace}:q:{queue}:delayed:messages"
+
+
+def redis_dead_letter_key(namespace: str, queue: str) -> str:
+    """Return the key of the dead-letter stream of `queue` (``<namespace>:q:Q.DLQ``)."""
+    return f"{namespace}:q:{dead_letter_queue(queue)}"
+
 
 def dead_letter_queue(queue: str) -> str:
     """Return the name of the dead-letter queue of `queue` (``Q`` -> ``Q.DLQ``)."""

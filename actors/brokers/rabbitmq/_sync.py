@@ -1,0 +1,294 @@
+"""The synchronous producer: pika connections with confirm-mode channels, one per thread in use.
+
+Threads borrow a `Link` (connection + channel) from a pool for one operation and give it back,
+so publishes from many threads run in parallel without sharing a channel. Confirms are read
+from the channel's underlying asynchronous object, which lets a batch be published with all its
+confirms in flight at once and gives every wait a deadline (pika's blocking publish has none).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import pika
+import pika.exceptions
+
+from actors.errors import ConnectionFailed, PublishError
+
+if TYPE_CHECKING:
+    from actors.brokers.rabbitmq._settings import RabbitmqSettings
+
+logger = logging.getLogger("actors.brokers.rabbitmq")
+
+T = TypeVar("T")
+
+
+class ConfirmTimeout(Exception):
+    """No confirm arrived in time: the link is treated as dead (outcome unknown)."""
+
+
+#: Errors after which a link is dead and an unconfirmed publish has an unknown outcome.
+LINK_ERRORS: tuple[type[BaseException], ...] = (
+    ConfirmTimeout,
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    OSError,
+)
+_AUTH_ERRORS = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+    pika.exceptions.AuthenticationError,
+)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message to publish."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+
+
+def backoff(attempt: int, *, first: float = 0.1, cap: float = 2.0) -> float:
+    """Exponential backoff with jitter, in seconds, bounded by `cap`."""
+    return float(min(cap, first * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def describe_server(url: str) -> str:
+    """``host:port/vhost`` of an AMQP URL, without credentials (for errors and logs)."""
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    return f"{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
+
+
+def _nothing() -> None:
+    return None
+
+
+class Link:
+    """A producer connection and its channel, in confirm mode; used by one thread at a time."""
+
+    def __init__(self, settings: RabbitmqSettings) -> None:
+        self.connection = pika.BlockingConnection(settings.connection_parameters("producer"))
+        self.channel = self.connection.channel()
+        self.confirming = settings.confirm_delivery
+        self.heartbeat = settings.heartbeat
+        self.last_used = time.monotonic()
+        self._published = 0  # confirm-mode delivery tags count publishes from 1
+        self._pending: dict[int, int] = {}  # delivery tag -> index in the current batch
+        self._failed: dict[int, str] = {}  # index in the batch -> why the broker refused it
+        self._returned: dict[str | None, str] = {}  # message id -> why it was returned
+        self._batch_ids: list[str | None] = []
+        impl = self.channel._impl
+        impl.add_on_return_callback(self._on_return)
+        if self.confirming:
+            selected: list[object] = []
+
+            def on_selected(frame: object) -> None:
+                selected.append(frame)
+                self.connection.add_callback_threadsafe(_nothing)
+
+            impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=on_selected)
+            self._pump(lambda: bool(selected), time.monotonic() + settings.connect_timeout)
+
+    def is_fresh(self) -> bool:
+        """Tell whether the link is still open, checking the socket if it sat idle a while."""
+        if not self.connection.is_open or not self.channel.is_open:
+            return False
+        if time.monotonic() - self.last_used > self.heartbeat / 2:
+            try:
+                self.connection.process_data_events(0)
+            except LINK_ERRORS:
+                return False
+        return bool(self.connection.is_open and self.channel.is_open)
+
+    def publish(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
+        """Publish `batch` with all its confirms in flight; return the refused messages and why.
+
+        On return `batch` is empty. If a `LINK_ERRORS` exception escapes, `batch` holds exactly
+        the messages whose outcome is unknown (confirmed ones are removed), to be sent again.
+
+        Raises:
+            LINK_ERRORS: The link died, or no confirm came before `deadline`.
+        """
+        impl = self.channel._impl
+        self._failed = {}
+        self._returned = {}
+        self._batch_ids = [item.properties.message_id for item in batch]
+        for index, item in enumerate(batch):
+            impl.basic_publish(
+                item.exchange, item.routing_key, item.body, item.properties, mandatory=True
+            )
+            self._published += 1
+            self._pending[self._published] = index
+        if not self.confirming:
+            self.connection.process_data_events(0)
+            batch.clear()
+            return []
+        try:
+            self._pump(lambda: not self._pending, deadline)
+        except LINK_ERRORS:
+            unknown = set(self._pending.values()) | set(self._failed)
+            batch[:] = [item for index, item in enumerate(batch) if index in unknown]
+            self._pending.clear()
+            raise
+        refused = [(batch[index], why) for index, why in sorted(self._failed.items())]
+        batch.clear()
+        self.last_used = time.monotonic()
+        return refused
+
+    def _pump(self, done: Callable[[], bool], deadline: float) -> None:
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConfirmTimeout("no publisher confirm before the deadline")
+            self.connection.process_data_events(time_limit=min(remaining, 1.0))
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        nacked = isinstance(method, pika.spec.Basic.Nack)
+        tags = (
+            [tag for tag in self._pending if tag <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            index = self._pending.pop(tag, None)
+            if index is None:
+                continue
+            if nacked:
+                self._failed[index] = "nacked by RabbitMQ (queue full, or an internal error)"
+            elif self._returned and self._batch_ids[index] in self._returned:
+                # A return always arrives before the confirm of the same message.
+                self._failed[index] = self._returned.pop(self._batch_ids[index])
+        if not self._pending:
+            # A ready event ends process_data_events() at once instead of at its time limit.
+            self.connection.add_callback_threadsafe(_nothing)
+
+    def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        self._returned[properties.message_id] = (
+            f"unroutable ({method.reply_text}): no queue {method.routing_key!r} "
+            f"bound to exchange {method.exchange or '(default)'!r}"
+        )
+
+    def close(self) -> None:
+        """Close the connection, ignoring errors (it may be dead already)."""
+        try:
+            if self.connection.is_open:
+                self.connection.close()
+        except Exception:
+            logger.debug("error closing a producer connection", exc_info=True)
+
+
+class Producer:
+    """A pool of links shared by every thread of the process; see the module docstring."""
+
+    def __init__(self, settings: RabbitmqSettings) -> None:
+        self._settings = settings
+        self._server = describe_server(settings.url)
+        self._idle: list[Link] = []
+        self._lock = threading.Lock()
+
+    def run(self, operation: Callable[[Link], T], *, timeout: float | None = None) -> T:
+        """Run `operation` on a link, reconnecting and running it again if the link dies.
+
+        `operation` must be safe to repeat (a publish repeats only what is unconfirmed).
+
+        Args:
+            operation: What to do with the link; pika channel errors propagate.
+            timeout: How long to keep trying, in seconds (default `connect_timeout`).
+
+        Raises:
+            ConnectionFailed: RabbitMQ could not be reached, or kept dropping the
+                connection, for `timeout` seconds.
+        """
+        wait = self._settings.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        for attempt in itertools.count():
+            link, error = self._acquire()
+            if link is not None:
+                try:
+                    result = operation(link)
+                except LINK_ERRORS as exc:
+                    link.close()
+                    error = exc
+                except BaseException:
+                    self._release(link, healthy=False)
+                    raise
+                else:
+                    self._release(link, healthy=True)
+                    return result
+            pause = backoff(attempt)
+            if time.monotonic() + pause >= deadline:
+                raise ConnectionFailed(
+                    f"RabbitMQ at {self._server} not reachable within {wait:g}s: {error!r}"
+                ) from error
+            logger.debug("RabbitMQ link failed (%r); trying again in %.2fs", error, pause)
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def publish(self, batch: Sequence[Outgoing], *, timeout: float | None = None) -> None:
+        """Publish `batch`, waiting for every confirm; resend what had an unknown outcome.
+
+        Raises:
+            PublishError: RabbitMQ nacked a message or could not route it.
+            ConnectionFailed: Not every message was confirmed within the timeout.
+        """
+        remaining = list(batch)
+        wait = self._settings.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+
+        def attempt(link: Link) -> list[tuple[Outgoing, str]]:
+            return link.publish(remaining, max(deadline, time.monotonic() + 1.0))
+
+        refused = self.run(attempt, timeout=wait)
+        if refused:
+            item, why = refused[0]
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise PublishError(
+                f"message {item.properties.message_id} to {item.routing_key!r}: {why}{more}",
+                message_id=item.properties.message_id,
+            )
+
+    def _acquire(self) -> tuple[Link | None, BaseException | None]:
+        with self._lock:
+            idle = self._idle.pop() if self._idle else None
+        while idle is not None:
+            if idle.is_fresh():
+                return idle, None
+            idle.close()
+            with self._lock:
+                idle = self._idle.pop() if self._idle else None
+        try:
+            return Link(self._settings), None
+        except _AUTH_ERRORS as exc:
+            raise ConnectionFailed(
+                f"RabbitMQ at {self._server} refused the credentials or vhost: {exc!r}"
+            ) from exc
+        except LINK_ERRORS as exc:
+            return None, exc
+
+    def _release(self, link: Link, *, healthy: bool) -> None:
+        if healthy and link.channel.is_open:
+            with self._lock:
+                self._idle.append(link)
+            return
+        link.close()
+
+    def close(self) -> None:
+        """Close every idle link (a later operation opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for link in idle:
+            link.close()

@@ -1,0 +1,486 @@
+"""RabbitMQ-specific behaviour: confirms, delays, DLQ headers, conflicts, quorum, poison, faults.
+
+The broker-agnostic behaviour is in tests/contract. Faults that close connections or stop the
+app run only against a private node (tests/support/private_rabbit.py), never the shared one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pika
+import pytest
+
+import actors
+from actors import names, registry
+from actors.brokers.rabbitmq import RabbitmqBroker
+from actors.brokers.rabbitmq import _topology as topology
+from actors.delivery import Delivery
+from actors.errors import ConfigurationError, ConnectionFailed, PublishError, QueueConflict
+from actors.testing import running_worker, wait_until
+from tests.brokers import RABBITMQ_URL
+from tests.rabbitmq_support import open_rabbitmq_broker
+from tests.support.private_rabbit import PrivateRabbit
+
+pytestmark = pytest.mark.rabbitmq
+
+Cleanups = Callable[[Callable[[], object]], None]
+
+
+@pytest.fixture
+def broker(namespace: str, cleanups: Cleanups) -> RabbitmqBroker:
+    made = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups)
+    registry.set_broker(made)
+    return made
+
+
+def _management(method: str, path: str, body: Any = None) -> Any:
+    token = base64.b64encode(b"guest:guest").decode()
+    request = urllib.request.Request(
+        "http://127.0.0.1:15672" + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def _raw_channel(cleanups: Cleanups, url: str = RABBITMQ_URL) -> Any:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    cleanups(connection.close)
+    return connection.channel()
+
+
+# -- publishing -----------------------------------------------------------------------------------
+
+
+def test_publish_nacked_by_a_full_queue_raises_publish_error(
+    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+) -> None:
+    # Given a policy that makes the queue reject publishes beyond one message
+    queue = f"{namespace}-full"
+    policy = f"/api/policies/%2F/{namespace}"
+    definition = {"max-length": 1, "overflow": "reject-publish"}
+    _management("PUT", policy, {"pattern": f"^{queue}$", "definition": definition,
+                                "apply-to": "queues"})  # fmt: skip
+    cleanups(lambda: _management("DELETE", policy))
+
+    @actors.actor(queue=queue)
+    def task() -> None: ...
+
+    # When two messages are sent, the second is nacked by RabbitMQ
+    task.send()
+    with pytest.raises(PublishError, match="nacked") as caught:
+        task.send()
+    assert caught.value.message_id is not None
+
+
+def test_publish_to_a_vanished_queue_is_unroutable(
+    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+) -> None:
+    queue = f"{namespace}-gone"
+
+    @actors.actor(queue=queue)
+    def task() -> None: ...
+
+    task.send()
+    _raw_channel(cleanups).queue_delete(queue)  # behind the broker's back
+    with pytest.raises(PublishError, match="unroutable"):
+        task.send()
+
+
+def test_enqueue_many_pipelines_confirms_for_every_message(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-many"
+    runs: list[int] = []
+
+    @actors.actor(queue=queue)
+    def task(number: int) -> None:
+        runs.append(number)
+
+    broker.enqueue_many([task.message(n) for n in range(300)])
+    assert broker.queue_depth(queue) == 300
+    with running_worker(broker, threads=4):
+        broker.join(queue, timeout=30)
+    assert sorted(runs) == list(range(300))
+
+
+def test_send_async_publishes_with_confirms_and_delays(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-async"
+    runs: list[tuple[str, float]] = []
+
+    @actors.actor(queue=queue)
+    def task(label: str, sent_at: float) -> None:
+        runs.append((label, time.time() - sent_at))
+
+    async def produce() -> None:
+        try:
+            await task.send_async("now", time.time())
+            await broker.enqueue_async(task.message("later", time.time()), delay=0.5)
+        finally:
+            await broker.close_async()
+
+    asyncio.run(produce())
+    with running_worker(broker, threads=2):
+        wait_until(lambda: len(runs) == 2, message="both runs")
+    later = dict(runs)["later"]
+    assert 0.5 <= later <= 1.5
+
+
+def test_producer_raises_connection_failed_when_nothing_listens(namespace: str) -> None:
+    broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:1/", connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match=r"127\.0\.0\.1:1"):
+        broker.declare_queue(f"{namespace}-q")
+    assert time.monotonic() - started < 5
+    broker.close()
+
+
+def test_async_actor_blocking_its_loop_does_not_cost_the_connection(
+    namespace: str, cleanups: Cleanups
+) -> None:
+    broker = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups, heartbeat=1)
+    registry.set_broker(broker)
+    queue = f"{namespace}-blocking"
+    runs: list[bool] = []
+
+    @actors.actor(queue=queue)
+    async def blocks() -> None:
+        time.sleep(3.5)  # blocks the worker's event loop for more than 3 heartbeats
+        runs.append(True)
+
+    with running_worker(broker, threads=1):
+        blocks.send()
+        broker.join(queue, timeout=15)
+        consumers = list(broker._consumers)
+        assert consumers
+        assert all(c._generation == 0 for c in consumers)  # the connection never dropped
+    assert runs == [True]
+
+
+# -- priorities and delays ------------------------------------------------------------------------
+
+
+def test_backlog_drains_highest_priority_first(broker: RabbitmqBroker, namespace: str) -> None:
+    queue = f"{namespace}-prio"
+    order: list[int] = []
+
+    @actors.actor(queue=queue)
+    def task(priority: int) -> None:
+        order.append(priority)
+
+    for priority in (0, 3, 9, 1, 5, 9, 0):
+        task.send_with_options(args=(priority,), priority=priority)
+    with running_worker(broker, threads=1, prefetch=1):
+        broker.join(queue, timeout=10)
+    assert order == [9, 9, 5, 3, 1, 0, 0]
+
+
+def test_delayed_messages_run_no_earlier_than_asked_and_within_a_second(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-delay"
+    late: dict[float, float] = {}
+
+    @actors.actor(queue=queue)
+    def task(delay: float, sent_at: float) -> None:
+        late[delay] = time.time() - sent_at - delay
+
+    delays = (0.05, 0.3, 1.0, 2.5)
+    with running_worker(broker, threads=2):
+        for delay in delays:
+            task.send_with_options(args=(delay, time.time()), delay=delay)
+        broker.join(queue, timeout=10)
+    assert set(late) == set(delays)
+    assert all(0 <= lateness <= 1.0 for lateness in late.values()), late
+
+
+def test_delayed_message_survives_a_worker_restart_and_is_not_prefetched(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-restart"
+    runs: list[float] = []
+
+    @actors.actor(queue=queue)
+    def task() -> None:
+        runs.append(time.time())
+
+    sent_at = time.time()
+    with running_worker(broker, threads=1):
+        task.send_with_options(delay=1.5)
+        # the message waits in the ladder, not in the queue nor in the worker's prefetch
+        assert broker._ready(queue) == 0
+        assert all(c.in_flight.get(queue, 0) == 0 for c in broker._consumers)
+        assert broker.queue_depth(queue) == 1  # counted as delayed by the process that sent it
+    assert runs == []
+    with running_worker(broker, threads=1):
+        wait_until(lambda: runs, timeout=10, message="the delayed run")
+    assert runs[0] - sent_at >= 1.5
+
+
+def test_delay_route_encodes_rounded_up_units_in_binary() -> None:
+    exchange, key = topology.delay_route("jobs.high", 0.25)  # 3 units of 100 ms
+    assert exchange == topology.delay_exchange(1)
+    assert key == "0." * 30 + "1.1.jobs.high"
+    assert topology.rounded_delay(0.25) == 0.3
+    with pytest.raises(ConfigurationError, match="exceeds"):
+        topology.delay_route("q", topology.MAX_DELAY + 1)
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+def test_dead_letter_headers_are_readable_in_the_management_api(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-dlq"
+
+    @actors.actor(queue=queue, max_retries=0)
+    def explode() -> None:
+        raise ValueError("x" * 5000)
+
+    with running_worker(broker, threads=1):
+        message = explode.send()
+        wait_until(lambda: broker.dead_letter_queues().get(f"{queue}.DLQ"), message="dead letter")
+    got = _management("POST", f"/api/queues/%2F/{queue}.DLQ/get",
+                      {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"})  # fmt: skip
+    headers = got[0]["properties"]["headers"]
+    assert got[0]["properties"]["message_id"] == message.id
+    assert headers[names.HEADER_ACTOR] == "explode"
+    assert headers[names.HEADER_ORIGINAL_QUEUE] == queue
+    assert headers[names.HEADER_RETRIES] == 0
+    assert headers[names.HEADER_ERROR_TYPE] == "ValueError"
+    assert len(headers[names.HEADER_ERROR]) == names.ERROR_TEXT_LIMIT
+    assert headers[names.HEADER_FAILED_AT].startswith("20")
+    assert headers[names.HEADER_DEAD_REASON]
+    assert not any(key.startswith("x-") for key in headers)
+
+
+def test_dead_letters_are_shown_replayed_with_retries_reset_and_purged(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-ops"
+    seen: list[int] = []
+
+    @actors.actor(queue=queue, max_retries=0)
+    def fail_once(n: int) -> None:
+        seen.append(n)
+        if seen.count(n) == 1:
+            raise RuntimeError("first run fails")
+
+    @actors.actor(queue=queue, max_retries=0)
+    def always_fails() -> None:
+        raise RuntimeError("never works")
+
+    with running_worker(broker, threads=1):
+        for n in range(3):
+            fail_once.send(n)
+        always_fails.send()
+        wait_until(lambda: len(broker.dead_letters(queue)) == 4, message="4 dead letters")
+        shown = broker.dead_letters(queue, limit=2)
+        assert len(shown) == 2
+        assert len(broker.dead_letters(queue)) == 4  # showing takes nothing away
+        assert broker.replay_dead_letters(queue, actor="fail_once", limit=2) == 2
+        assert broker.replay_dead_letters(queue, actor="fail_once") == 1
+        wait_until(lambda: len(seen) == 6, message="the replayed runs")
+        broker.join(queue, timeout=10)
+    left = broker.dead_letters(queue)
+    assert [letter.actor for letter in left] == ["always_fails"]
+    assert left[0].retries == 0
+    assert broker.purge(f"{queue}.DLQ") == 1
+    assert broker.dead_letter_queues()[f"{queue}.DLQ"] == 0
+
+
+def test_dlq_ttl_is_declared_on_the_dead_letter_queue(namespace: str, cleanups: Cleanups) -> None:
+    broker = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups, dlq_ttl=3600)
+    broker.declare_queue(f"{namespace}-ttl")
+    found = _management("GET", f"/api/queues/%2F/{namespace}-ttl.DLQ")
+    assert found["arguments"]["x-message-ttl"] == 3_600_000
+
+
+# -- queue arguments ------------------------------------------------------------------------------
+
+
+def test_redeclaring_with_other_arguments_names_the_argument_and_the_way_out(
+    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+) -> None:
+    queue = f"{namespace}-conflict"
+    broker.declare_queue(queue)
+    other = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups, max_priority=5)
+    with pytest.raises(QueueConflict) as caught:
+        other.declare_queue(queue)
+    assert caught.value.argument == "x-max-priority"
+    assert "max_priority=10" in str(caught.value)
+    assert "delete" in str(caught.value)
+    consumer = other.consume([queue], prefetch=1, on_delivery=lambda _delivery: None)
+    with pytest.raises(QueueConflict):
+        consumer.start()  # a worker refuses to start rather than retrying forever
+
+
+def test_quorum_queues_refuse_priorities() -> None:
+    with pytest.raises(ConfigurationError, match="quorum"):
+        RabbitmqBroker(url=RABBITMQ_URL, queue_type="quorum")
+
+
+def test_quorum_queue_runs_and_dead_letters(namespace: str, cleanups: Cleanups) -> None:
+    broker = open_rabbitmq_broker(
+        namespace=namespace, cleanups=cleanups, queue_type="quorum", max_priority=None
+    )
+    registry.set_broker(broker)
+    queue = f"{namespace}-quorum"
+    runs: list[int] = []
+
+    @actors.actor(queue=queue, max_retries=0)
+    def task(n: int) -> None:
+        runs.append(n)
+        if n < 0:
+            raise ValueError("negative")
+
+    with running_worker(broker, threads=1):
+        task.send(1)
+        task.send(-1)
+        wait_until(lambda: broker.dead_letters(queue), message="a dead letter")
+        broker.join(queue, timeout=10)
+    found = _management("GET", f"/api/queues/%2F/{queue}")
+    assert found["type"] == "quorum"
+    assert found["arguments"]["x-delivery-limit"] == 3
+    assert sorted(runs) == [-1, 1]
+
+
+# -- poison messages ---------------------------------------------------------------------------
+
+
+def _die_holding_one(broker: RabbitmqBroker, queue: str) -> Delivery | None:
+    """Take one delivery and close the consumer without settling it (a killed worker)."""
+    taken: list[Delivery] = []
+    consumer = broker.consume([queue], prefetch=1, on_delivery=taken.append)
+    consumer.start()
+    try:
+        wait_until(lambda: taken, timeout=2, message="a delivery")
+    except TimeoutError:
+        return None
+    finally:
+        consumer.close()
+    return taken[0]
+
+
+def test_message_that_keeps_killing_its_worker_is_dead_lettered_as_poison(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-poison"
+
+    @actors.actor(queue=queue)
+    def crash() -> None: ...
+
+    message = crash.send()
+    deliveries = [_die_holding_one(broker, queue) for _ in range(4)]
+    counts = [d.deliveries if d is not None else None for d in deliveries]
+    assert counts == [1, 2, 3, None]  # the third death sends it to the DLQ
+    letters = broker.dead_letters(queue)
+    assert [(letter.message_id, letter.reason) for letter in letters] == [(message.id, "poison")]
+
+
+# -- faults, on a private node only ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_node() -> Iterator[PrivateRabbit]:
+    with PrivateRabbit() as rabbit:
+        yield rabbit
+
+
+@pytest.mark.faults
+def test_producer_and_worker_ride_through_closed_connections(
+    private_node: PrivateRabbit, namespace: str
+) -> None:
+    broker = RabbitmqBroker(url=private_node.url, connect_timeout=20)
+    registry.set_broker(broker)
+    queue = f"{namespace}-cut"
+    runs: list[int] = []
+
+    @actors.actor(queue=queue)
+    def task(n: int) -> None:
+        runs.append(n)
+
+    try:
+        with running_worker(broker, threads=2):
+            for n in range(20):
+                task.send(n)
+            wait_until(lambda: len(set(runs)) == 20, message="first 20 runs")
+            private_node.close_all_connections()
+            for n in range(20, 40):
+                task.send(n)  # the producer reconnects
+            wait_until(lambda: len(set(runs)) == 40, timeout=30, message="runs after the cut")
+            broker.join(queue, timeout=10)
+        assert set(runs) == set(range(40))
+    finally:
+        broker.close()
+
+
+@pytest.mark.faults
+def test_worker_started_while_rabbitmq_is_down_consumes_once_it_is_up(
+    private_node: PrivateRabbit, namespace: str
+) -> None:
+    broker = RabbitmqBroker(url=private_node.url, connect_timeout=2)
+    registry.set_broker(broker)
+    queue = f"{namespace}-late"
+    runs: list[int] = []
+
+    @actors.actor(queue=queue)
+    def task(n: int) -> None:
+        runs.append(n)
+
+    task.send(1)
+    private_node.stop_app()
+    try:
+        with pytest.raises(ConnectionFailed):
+            task.send(2)
+        started = threading.Event()
+        worker = actors.Worker(broker, threads=1)
+        threading.Thread(target=lambda: (worker.start(), started.set()), daemon=True).start()
+        wait_until(started.is_set, timeout=15, message="worker.start() returning while down")
+    finally:
+        private_node.start_app()
+    try:
+        task.send(3)
+        wait_until(lambda: sorted(runs) == [1, 3], timeout=30, message="runs after start_app")
+    finally:
+        worker.stop(timeout=5)
+        broker.close()
+
+
+@pytest.mark.faults
+def test_delayed_message_survives_a_broker_restart(
+    private_node: PrivateRabbit, namespace: str
+) -> None:
+    broker = RabbitmqBroker(url=private_node.url, connect_timeout=20)
+    registry.set_broker(broker)
+    queue = f"{namespace}-durable-delay"
+    runs: list[float] = []
+
+    @actors.actor(queue=queue)
+    def task() -> None:
+        runs.append(time.time())
+
+    sent_at = time.time()
+    task.send_with_options(delay=3)
+    private_node.stop_app()
+    private_node.start_app()
+    try:
+        with running_worker(broker, threads=1):
+            wait_until(lambda: runs, timeout=20, message="the delayed run after a restart")
+        assert runs[0] - sent_at >= 3
+    finally:
+        broker.close()
