@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec
 
 import click
 
@@ -17,6 +21,7 @@ from actors.errors import ActorsError
 from actors.settings import ENV_BROKER_URL, broker_from_url
 from actors.supervisor import Supervisor, WorkerSpec
 
+P = ParamSpec("P")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 EXIT_IMPORT_ERROR = 2
 
@@ -60,11 +65,27 @@ def import_modules(modules: tuple[str, ...], *, debug: bool) -> None:
             sys.exit(EXIT_IMPORT_ERROR)
 
 
-def _broker(url: str | None) -> Broker:
+@contextlib.contextmanager
+def _broker(url: str | None) -> Iterator[Broker]:
+    """The broker a command works on, closed when the command is done."""
+    broker = broker_from_url(url) if url else registry.get_broker()
     try:
-        return broker_from_url(url) if url else registry.get_broker()
-    except ActorsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        yield broker
+    finally:
+        broker.close()
+
+
+def _clear_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """Show an `ActorsError` as one line and exit 1, instead of a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except ActorsError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return run
 
 
 @click.group()
@@ -142,7 +163,7 @@ def main() -> None:
     default=None,
     help="Restart the workers when a .py file under PATH changes (dev).",
 )
-def worker(  # noqa: PLR0913 - one parameter per documented flag
+def worker(
     modules: tuple[str, ...],
     processes: int,
     threads: int,
@@ -193,9 +214,11 @@ def dlq() -> None:
 
 @dlq.command("list")
 @broker_option
+@_clear_errors
 def dlq_list(broker_url: str | None) -> None:
     """List every dead-letter queue with its depth."""
-    queues = _broker(broker_url).dead_letter_queues()
+    with _broker(broker_url) as broker:
+        queues = broker.dead_letter_queues()
     if not queues:
         click.echo("no dead-letter queues")
     for name, depth in sorted(queues.items()):
@@ -212,11 +235,13 @@ def dlq_list(broker_url: str | None) -> None:
     help="How many dead letters to show.",
 )
 @broker_option
+@_clear_errors
 def dlq_show(queue: str, limit: int, broker_url: str | None) -> None:
     """Show the dead letters of QUEUE (its name, or its DLQ's name) without removing them."""
     from actors.names import original_queue
 
-    letters = _broker(broker_url).dead_letters(original_queue(queue), limit=limit)
+    with _broker(broker_url) as broker:
+        letters = broker.dead_letters(original_queue(queue), limit=limit)
     for letter in letters:
         click.echo(
             f"{letter.message_id}  {letter.actor}  retries={letter.retries}  "
@@ -236,11 +261,13 @@ def dlq_show(queue: str, limit: int, broker_url: str | None) -> None:
 )
 @click.option("--actor", default=None, help="Replay only the messages of this actor.")
 @broker_option
+@_clear_errors
 def dlq_replay(queue: str, limit: int | None, actor: str | None, broker_url: str | None) -> None:
     """Put dead letters of QUEUE back on QUEUE (retry count reset), at-least-once."""
     from actors.names import original_queue
 
-    moved = _broker(broker_url).replay_dead_letters(original_queue(queue), limit=limit, actor=actor)
+    with _broker(broker_url) as broker:
+        moved = broker.replay_dead_letters(original_queue(queue), limit=limit, actor=actor)
     click.echo(f"replayed {moved} message(s) onto {original_queue(queue)}")
 
 
@@ -248,6 +275,7 @@ def dlq_replay(queue: str, limit: int | None, actor: str | None, broker_url: str
 @click.argument("queue")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @broker_option
+@_clear_errors
 def dlq_purge(queue: str, yes: bool, broker_url: str | None) -> None:
     """Delete every dead letter of QUEUE."""
     from actors.names import dead_letter_queue, original_queue
@@ -255,4 +283,5 @@ def dlq_purge(queue: str, yes: bool, broker_url: str | None) -> None:
     target = dead_letter_queue(original_queue(queue))
     if not yes:
         click.confirm(f"Delete every message in {target}?", abort=True)
-    click.echo(f"purged {_broker(broker_url).purge(target)} message(s) from {target}")
+    with _broker(broker_url) as broker:
+        click.echo(f"purged {broker.purge(target)} message(s) from {target}")

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -56,12 +56,14 @@ def test_debug_log_level_shows_the_traceback(tmp_path: Path) -> None:
 
 @pytest.fixture
 def supervisor(tmp_path: Path) -> Iterator[psutil.Popen]:
-    (tmp_path / "idle_tasks.py").write_text(textwrap.dedent("""
+    (tmp_path / "idle_tasks.py").write_text(
+        textwrap.dedent("""
         import actors
 
         @actors.actor
         def nothing() -> None: ...
-    """))
+    """)
+    )
     process = psutil.Popen(
         [sys.executable, "-m", "actors", "worker", "idle_tasks", "-p", "2", "--broker", "memory://",
          "--pid-file", str(tmp_path / "actors.pid")],
@@ -77,7 +79,7 @@ def test_supervisor_restarts_only_the_child_that_died_and_exits_0_on_sigterm(
     supervisor: psutil.Popen, tmp_path: Path
 ) -> None:
     children = wait_until(
-        lambda: len(kids := supervisor.children()) == 2 and kids, message="two children"
+        lambda: len(kids := supervisor.children()) == 2 and kids, timeout=30, message="two children"
     )
     assert (tmp_path / "actors.pid").read_text().strip() == str(supervisor.pid)
     victim, survivor = children
@@ -92,3 +94,42 @@ def test_supervisor_restarts_only_the_child_that_died_and_exits_0_on_sigterm(
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(30) == 0
     assert not (tmp_path / "actors.pid").exists()
+
+
+def test_dlq_commands_list_show_replay_and_purge_on_rabbitmq(
+    namespace: str, cleanups: Callable[[Callable[[], object]], None]
+) -> None:
+    from click.testing import CliRunner
+
+    from actors.cli import main
+    from actors.testing import running_worker
+    from tests.brokers import RABBITMQ_URL, open_test_broker
+
+    broker = actors.set_broker(open_test_broker("rabbitmq", namespace=namespace, cleanups=cleanups))
+    queue = f"{namespace}-q"
+
+    @actors.actor(queue=queue, max_retries=0)
+    def doomed(n: int) -> None:
+        raise LookupError(f"no such thing {n}")
+
+    with running_worker(broker, threads=1):
+        for n in range(3):
+            doomed.send(n)
+        wait_until(lambda: len(broker.dead_letters(queue)) == 3, message="three dead letters")
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["dlq", "list", "--broker", RABBITMQ_URL])
+    assert f"{queue}.DLQ\t3" in listed.output
+    shown = runner.invoke(main, ["dlq", "show", f"{queue}.DLQ", "--broker", RABBITMQ_URL])
+    assert shown.exit_code == 0, shown.output
+    assert "LookupError: no such thing" in shown.output and "doomed" in shown.output
+    replayed = runner.invoke(
+        main, ["dlq", "replay", queue, "--limit", "1", "--broker", RABBITMQ_URL]
+    )
+    assert "replayed 1 message" in replayed.output
+    wait_until(lambda: broker.queue_depth(queue) == 1, message="one message back on the queue")
+    refused = runner.invoke(main, ["dlq", "purge", queue, "--broker", RABBITMQ_URL], input="n\n")
+    assert refused.exit_code != 0
+    purged = runner.invoke(main, ["dlq", "purge", queue, "--yes", "--broker", RABBITMQ_URL])
+    assert "purged 2 message" in purged.output
+    assert broker.dead_letters(queue) == []
