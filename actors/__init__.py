@@ -12,6 +12,7 @@ from actors.current import current_message
 from actors.errors import (
     ActorNotFound,
     ActorsError,
+    BackendError,
     BrokerConnectionError,
     BrokerError,
     ConfigurationError,
@@ -32,9 +33,10 @@ from actors.errors import (
     Retry,
     SkipMessage,
     TimeLimitExceeded,
+    WorkerShutdown,
 )
 from actors.message import Message
-from actors.middleware import Middleware
+from actors.middleware import ConcurrencyLimiter, Middleware, RateLimiter, worker_is_stopping
 from actors.registry import get_backend, get_broker, set_backend, set_broker
 from actors.worker import Worker
 
@@ -47,9 +49,11 @@ __all__ = [
     "Actor",
     "ActorNotFound",
     "ActorsError",
+    "BackendError",
     "Broker",
     "BrokerConnectionError",
     "BrokerError",
+    "ConcurrencyLimiter",
     "ConfigurationError",
     "ConnectionClosed",
     "ConnectionFailed",
@@ -63,6 +67,7 @@ __all__ = [
     "QueueConflict",
     "QueueNotFound",
     "RateLimitExceeded",
+    "RateLimiter",
     "ResultError",
     "ResultFailure",
     "ResultMissing",
@@ -71,6 +76,7 @@ __all__ = [
     "SkipMessage",
     "TimeLimitExceeded",
     "Worker",
+    "WorkerShutdown",
     "__version__",
     "actor",
     "current_message",
@@ -78,4 +84,5 @@ __all__ = [
     "get_broker",
     "set_backend",
     "set_broker",
+    "worker_is_stopping",
 ]

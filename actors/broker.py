@@ -316,6 +316,12 @@ class Broker(ABC):
     def close(self) -> None:  # noqa: B027 - brokers without connections have nothing to close
         """Close this broker's connections (producers)."""
 
+    async def close_async(self) -> None:  # noqa: B027 - only brokers with async clients need it
+        """Close what `enqueue_async` opened on the running event loop.
+
+        Call it before an event loop that used ``send_async`` ends (``asyncio.run`` ...).
+        """
+
 
 def _positive(delay: float | None) -> float | None:
     return delay if delay is not None and delay > 0 else None

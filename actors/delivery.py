@@ -85,6 +85,7 @@ class Delivery(ABC):
         "message",
         "queue",
         "redelivered",
+        "settling",
     )
 
     def __init__(
@@ -99,6 +100,8 @@ class Delivery(ABC):
         self._outcome = Outcome.ACK
         self._delay = 0.0
         self._failure: Failure | None = None
+        #: Set by the worker when it starts settling; a delivery is settled at most once.
+        self.settling = False
 
     @property
     def message_id(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import queue
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 from actors import registry
 from actors.broker import Broker, Consumer
 from actors.delivery import Delivery, Failure, Outcome
-from actors.errors import ActorNotFound, DecodeError, Retry, SkipMessage
+from actors.errors import ActorNotFound, DecodeError, Retry, SkipMessage, TimeLimitExceeded
 
 logger = logging.getLogger("actors.worker")
 
@@ -143,6 +144,22 @@ class Worker:
         self.broker.emit_guarded("after_worker_shutdown", None, self)
         self.stopped.set()
 
+    def hard_exit(self, reason: str) -> None:
+        """Replace this worker process because an actor cannot be stopped (hard time limit).
+
+        In a supervised child (``actors worker``) this logs `reason` and exits with code 3 at
+        once; the supervisor starts a new process, and the broker redelivers the unsettled
+        messages. Elsewhere (a `Worker` inside a test or notebook) it only logs: killing the
+        host process is not the worker's call.
+        """
+        if not self.supervised:
+            logger.critical("%s; not a supervised worker process, so it keeps running", reason)
+            return
+        logger.critical("%s; exiting so that the supervisor replaces this process", reason)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(3)
+
     def _requeue_waiting(self) -> None:
         kept: list[None] = []
         while True:
@@ -187,6 +204,7 @@ class Worker:
                 task.cancel()
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=5)
+            await self.broker.close_async()
 
         asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
@@ -263,10 +281,16 @@ class Worker:
                 result = actor.fn(*message.args, **message.kwargs)
             except BaseException as exc:
                 exception = exc
-            self.broker.emit_guarded(
-                "after_process_message", delivery, delivery, result=result, exception=exception
-            )
-            self._settle(delivery, exception)
+            try:
+                self.broker.emit_guarded(
+                    "after_process_message", delivery, delivery, result=result, exception=exception
+                )
+                self._settle(delivery, exception)
+            except TimeLimitExceeded:
+                # A time-limit interrupt raised just as the actor returned lands here; the
+                # message must still be settled, once (a second ack would break the channel).
+                if not delivery.settling:
+                    self._settle(delivery, exception)
         finally:
             _current_delivery.reset(token)
 
@@ -329,6 +353,7 @@ class Worker:
     # -- settlement -----------------------------------------------------------------------------
 
     def _settle(self, delivery: Delivery, exception: BaseException | None) -> None:
+        delivery.settling = True
         if exception is not None and delivery.outcome is Outcome.ACK:
             delivery.reject(Failure.from_exception("failed", exception))
         outcome = delivery.outcome

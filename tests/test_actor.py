@@ -77,7 +77,7 @@ def test_eta_must_be_aware_and_excludes_delay() -> None:
     def task() -> None: ...
 
     with pytest.raises(actors.ConfigurationError, match="aware"):
-        task.send_with_options(eta=datetime(2030, 1, 1))  # noqa: DTZ001 - the point of the test
+        task.send_with_options(eta=datetime(2030, 1, 1))
     with pytest.raises(actors.ConfigurationError, match="not both"):
         task.send_with_options(eta=datetime.now(UTC), delay=1)
     task.send_with_options(eta=datetime.now(UTC) + timedelta(minutes=5))
