@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors import names
 from actors.broker import Broker, Consumer, DeadLetter, DeliveryHandler
+from actors.dead_letters import describe_dead_letter, replay_headers
 from actors.delivery import Delivery, Failure
 from actors.encoding import Envelope
 
@@ -163,41 +164,6 @@ class MemoryBroker(Broker):
         from actors.backends.memory import MemoryBackend
 
         return MemoryBackend()
-
-
-def replay_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    """Headers of a dead letter put back on its queue: the failure fields removed."""
-    dropped = {
-        names.HEADER_DEAD_REASON,
-        names.HEADER_ERROR_TYPE,
-        names.HEADER_ERROR,
-        names.HEADER_FAILED_AT,
-        names.HEADER_ORIGINAL_QUEUE,
-        names.HEADER_DELIVERIES,
-    }
-    return {key: value for key, value in headers.items() if key not in dropped}
-
-
-def describe_dead_letter(broker: Broker, body: bytes, headers: dict[str, Any]) -> DeadLetter:
-    """Decode a dead letter for display; undecodable bodies are shown by their headers."""
-    try:
-        message = broker.codec.unpack(body, headers)
-        args: Any = list(message.args)
-        kwargs: Any = message.kwargs
-    except Exception as exc:
-        args, kwargs = f"<undecodable: {exc}>", {}
-    return DeadLetter(
-        message_id=str(headers.get(names.HEADER_ID, "?")),
-        actor=str(headers.get(names.HEADER_ACTOR, "?")),
-        queue=str(headers.get(names.HEADER_ORIGINAL_QUEUE, headers.get(names.HEADER_QUEUE, "?"))),
-        args=args,
-        kwargs=kwargs,
-        retries=int(headers.get(names.HEADER_RETRIES, 0) or 0),
-        reason=str(headers.get(names.HEADER_DEAD_REASON, "")),
-        error=f"{headers.get(names.HEADER_ERROR_TYPE, '')}: {headers.get(names.HEADER_ERROR, '')}",
-        failed_at=str(headers.get(names.HEADER_FAILED_AT, "")),
-        body_size=len(body),
-    )
 
 
 class MemoryDelivery(Delivery):

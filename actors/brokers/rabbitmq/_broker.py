@@ -15,13 +15,13 @@ import pika.exceptions
 
 from actors import names
 from actors.broker import Broker, Consumer, DeadLetter, DeliveryHandler
-from actors.brokers.memory import describe_dead_letter, replay_headers
 from actors.brokers.rabbitmq import _topology as topology
 from actors.brokers.rabbitmq._admin import ManagementApi
 from actors.brokers.rabbitmq._async import AsyncPublisher
 from actors.brokers.rabbitmq._consumer import RabbitmqConsumer, carried_headers
 from actors.brokers.rabbitmq._settings import QueueType, RabbitmqSettings
 from actors.brokers.rabbitmq._sync import Link, Outgoing, Producer
+from actors.dead_letters import describe_dead_letter, replay_headers
 from actors.errors import BrokerError, QueueNotFound
 
 if TYPE_CHECKING:

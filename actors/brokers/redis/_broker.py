@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from actors import names
 from actors.broker import Broker, Consumer, DeadLetter, DeliveryHandler
-from actors.brokers.memory import describe_dead_letter
 from actors.brokers.redis._connection import call_with_deadline, check_durability, open_client
 from actors.brokers.redis._scripts import Scripts
+from actors.dead_letters import describe_dead_letter
 from actors.encoding import Codec, Envelope
 from actors.errors import ConfigurationError
 from actors.middleware.base import Middleware
