@@ -176,8 +176,16 @@ HOSTILE_BODIES = {
     "not-msgpack": b"\xc1\xc1 this is not msgpack",
     "truncated": msgpack.packb({"v": 1, "id": "x", "queue": "q", "actor": "a"})[:-3],
     "deeply-nested": msgpack.packb(
-        {"v": 1, "id": "n", "queue": "q", "actor": "a", "args": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
-            [[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]], "kwargs": {}}
+        {
+            "v": 1,
+            "id": "n",
+            "queue": "q",
+            "actor": "a",
+            "args": [
+                [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+            ],
+            "kwargs": {},
+        }
     ),
     "missing-field": msgpack.packb({"v": 1, "id": "m", "queue": "q", "args": [], "kwargs": {}}),
     "ext-type": msgpack.packb(msgpack.ExtType(42, b"payload")),
