@@ -10,18 +10,20 @@ from typing import Any
 from actors import names
 from actors.broker import Broker, DeadLetter
 
+#: Headers of a dead letter that are dropped when it is replayed onto its queue.
+REPLAY_DROPPED = (
+    names.HEADER_DEAD_REASON,
+    names.HEADER_ERROR_TYPE,
+    names.HEADER_ERROR,
+    names.HEADER_FAILED_AT,
+    names.HEADER_ORIGINAL_QUEUE,
+    names.HEADER_DELIVERIES,
+)
+
 
 def replay_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """Headers of a dead letter put back on its queue: the failure fields removed."""
-    dropped = {
-        names.HEADER_DEAD_REASON,
-        names.HEADER_ERROR_TYPE,
-        names.HEADER_ERROR,
-        names.HEADER_FAILED_AT,
-        names.HEADER_ORIGINAL_QUEUE,
-        names.HEADER_DELIVERIES,
-    }
-    return {key: value for key, value in headers.items() if key not in dropped}
+    return {key: value for key, value in headers.items() if key not in REPLAY_DROPPED}
 
 
 def describe_dead_letter(broker: Broker, body: bytes, headers: dict[str, Any]) -> DeadLetter:

@@ -12,7 +12,7 @@ from actors import names
 from actors.broker import Broker, Consumer, DeadLetter, DeliveryHandler
 from actors.brokers.redis._connection import call_with_deadline, check_durability, open_client
 from actors.brokers.redis._scripts import Scripts
-from actors.dead_letters import describe_dead_letter
+from actors.dead_letters import REPLAY_DROPPED, describe_dead_letter
 from actors.encoding import Codec, Envelope
 from actors.errors import ConfigurationError
 from actors.middleware.base import Middleware
@@ -30,15 +30,6 @@ DEFAULT_CLAIM_AFTER = 30.0
 DEFAULT_MAX_DELIVERIES = 3
 DEFAULT_CONNECTION_TIMEOUT = 10.0
 
-#: Header fields of a dead letter that are dropped when it is replayed onto its queue.
-REPLAY_DROPPED = (
-    names.HEADER_DEAD_REASON,
-    names.HEADER_ERROR_TYPE,
-    names.HEADER_ERROR,
-    names.HEADER_FAILED_AT,
-    names.HEADER_ORIGINAL_QUEUE,
-    names.HEADER_DELIVERIES,
-)
 _REPLAY_BATCH = 500
 _PRIORITIES = range(names.PRIORITY_LEVELS)
 
