@@ -133,3 +133,66 @@ def test_dlq_commands_list_show_replay_and_purge_on_rabbitmq(
     purged = runner.invoke(main, ["dlq", "purge", queue, "--yes", "--broker", RABBITMQ_URL])
     assert "purged 2 message" in purged.output
     assert broker.dead_letters(queue) == []
+
+
+def _start_worker(tmp_path: Path, *args: str) -> psutil.Popen:
+    return psutil.Popen(
+        [sys.executable, "-m", "actors", "worker", *args],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_max_tasks_per_child_recycles_children_and_loses_nothing(
+    tmp_path: Path, namespace: str, cleanups: Callable[[Callable[[], object]], None]
+) -> None:
+    from tests.brokers import RABBITMQ_URL, open_test_broker
+
+    queue = f"{namespace}-q"
+    ledger = tmp_path / "ledger.txt"
+    (tmp_path / "recycled_tasks.py").write_text(
+        textwrap.dedent(f"""
+        import os
+        import actors
+
+        @actors.actor(queue={queue!r})
+        def note(n: int) -> None:
+            with open({str(ledger)!r}, "a") as out:
+                out.write(f"{{n}} {{os.getpid()}}\\n")
+    """)
+    )
+    broker = actors.set_broker(open_test_broker("rabbitmq", namespace=namespace, cleanups=cleanups))
+    process = _start_worker(
+        tmp_path, "recycled_tasks", "-p", "1", "-t", "1", "--max-tasks-per-child", "3",
+        "--broker", RABBITMQ_URL,
+    )  # fmt: skip
+    cleanups(lambda: process.kill() if process.is_running() else None)
+    broker.enqueue_many([actors.Message(queue=queue, actor="note", args=(n,)) for n in range(10)])
+
+    def lines() -> list[list[str]]:
+        return [line.split() for line in ledger.read_text().splitlines()] if ledger.exists() else []
+
+    wait_until(lambda: len({n for n, _ in lines()}) == 10, timeout=60, message="all ten ran")
+    pids = {pid for _, pid in lines()}
+    assert len(pids) >= 4  # at most three messages per child
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_watch_restarts_the_workers_when_code_changes(tmp_path: Path) -> None:
+    module = tmp_path / "watched_tasks.py"
+    module.write_text("import actors\n\n@actors.actor\ndef nothing() -> None: ...\n")
+    process = _start_worker(tmp_path, "watched_tasks", "-p", "1", "--broker", "memory://",
+                            "--watch", str(tmp_path))  # fmt: skip
+    try:
+        [first] = wait_until(lambda: process.children(), timeout=30, message="a child")
+        module.write_text(module.read_text() + "\n# changed\n")
+        wait_until(
+            lambda: {c.pid for c in process.children()} - {first.pid},
+            timeout=30, message="a new child after the change",
+        )  # fmt: skip
+        assert process.is_running()  # the supervisor re-executed itself in place
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.is_running():
+            process.kill()
