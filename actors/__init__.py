@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from actors.actor import Actor, actor
 from actors.broker import Broker
+from actors.cancel import cancel
 from actors.current import current_message
 from actors.errors import (
     ActorNotFound,
@@ -15,6 +16,7 @@ from actors.errors import (
     BackendError,
     BrokerConnectionError,
     BrokerError,
+    Cancelled,
     ConfigurationError,
     ConnectionClosed,
     ConnectionFailed,
@@ -32,13 +34,17 @@ from actors.errors import (
     ResultTimeout,
     Retry,
     SkipMessage,
+    StatusNotFound,
     TimeLimitExceeded,
     WorkerShutdown,
 )
 from actors.message import Message
 from actors.middleware import ConcurrencyLimiter, Middleware, RateLimiter, worker_is_stopping
 from actors.registry import get_backend, get_broker, set_backend, set_broker
+from actors.scheduler import Schedule, Scheduler, schedule
+from actors.status import MessageStatus, State, status
 from actors.worker import Worker
+from actors.workflows import Group, Pipeline, group, pipeline
 
 try:
     __version__ = version("actors-runtime")
@@ -53,6 +59,7 @@ __all__ = [
     "Broker",
     "BrokerConnectionError",
     "BrokerError",
+    "Cancelled",
     "ConcurrencyLimiter",
     "ConfigurationError",
     "ConnectionClosed",
@@ -60,9 +67,12 @@ __all__ = [
     "DecodeError",
     "EncodingError",
     "Fail",
+    "Group",
     "Message",
+    "MessageStatus",
     "MessageTooLarge",
     "Middleware",
+    "Pipeline",
     "PublishError",
     "QueueConflict",
     "QueueNotFound",
@@ -73,16 +83,25 @@ __all__ = [
     "ResultMissing",
     "ResultTimeout",
     "Retry",
+    "Schedule",
+    "Scheduler",
     "SkipMessage",
+    "State",
+    "StatusNotFound",
     "TimeLimitExceeded",
     "Worker",
     "WorkerShutdown",
     "__version__",
     "actor",
+    "cancel",
     "current_message",
     "get_backend",
     "get_broker",
+    "group",
+    "pipeline",
+    "schedule",
     "set_backend",
     "set_broker",
+    "status",
     "worker_is_stopping",
 ]

@@ -190,13 +190,17 @@ class Broker(ABC):
     def enqueue(self, message: Message[Any], *, delay: float | None = None) -> Message[Any]:
         """Publish `message`, after `delay` seconds if given; return it once the broker holds it.
 
+        A ``before_enqueue`` hook may drop the message by raising `SkipMessage` (unique
+        messages): it is then returned unpublished.
+
         Raises:
             EncodingError: An argument cannot be encoded (names the argument).
             MessageTooLarge: The encoded message is over the size limit.
             BrokerError: The broker refused the message or could not be reached in time.
         """
         delay = _positive(delay)
-        self.emit("before_enqueue", message, delay)
+        if not self._admit(message, delay):
+            return message
         if delay is not None:
             self.emit("before_delay_message", message, delay)
         self._publish(self.codec.pack(message), delay)
@@ -205,10 +209,9 @@ class Broker(ABC):
 
     def enqueue_many(self, messages: Sequence[Message[Any]]) -> list[Message[Any]]:
         """Publish several messages at once (confirms pipelined where the broker can)."""
-        for message in messages:
-            self.emit("before_enqueue", message, None)
-        self._publish_many([self.codec.pack(message) for message in messages])
-        for message in messages:
+        admitted = [message for message in messages if self._admit(message, None)]
+        self._publish_many([self.codec.pack(message) for message in admitted])
+        for message in admitted:
             self.emit("after_enqueue", message, None)
         return list(messages)
 
@@ -217,12 +220,21 @@ class Broker(ABC):
     ) -> Message[Any]:
         """Publish from asyncio code without blocking the event loop; see `enqueue`."""
         delay = _positive(delay)
-        self.emit("before_enqueue", message, delay)
+        if not self._admit(message, delay):
+            return message
         if delay is not None:
             self.emit("before_delay_message", message, delay)
         await self._publish_async(self.codec.pack(message), delay)
         self.emit("after_enqueue", message, delay)
         return message
+
+    def _admit(self, message: Message[Any], delay: float | None) -> bool:
+        """Run ``before_enqueue``; False if a middleware dropped the message (`SkipMessage`)."""
+        try:
+            self.emit("before_enqueue", message, delay)
+        except SkipMessage:
+            return False
+        return True
 
     def republish(self, message: Message[Any], *, delay: float | None = None) -> None:
         """Publish a later attempt of a message taken from a queue (retry, deferral).

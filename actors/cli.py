@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec
 
@@ -18,7 +19,8 @@ import actors
 from actors import registry
 from actors.broker import Broker
 from actors.errors import ActorsError
-from actors.settings import ENV_BROKER_URL, broker_from_url
+from actors.scheduler import Scheduler, entries, run_now, set_enabled
+from actors.settings import ENV_BACKEND_URL, ENV_BROKER_URL, backend_from_url, broker_from_url
 from actors.supervisor import Supervisor, WorkerSpec
 
 P = ParamSpec("P")
@@ -285,3 +287,137 @@ def dlq_purge(queue: str, yes: bool, broker_url: str | None) -> None:
         click.confirm(f"Delete every message in {target}?", abort=True)
     with _broker(broker_url) as broker:
         click.echo(f"purged {broker.purge(target)} message(s) from {target}")
+
+
+backend_option = click.option(
+    "--backend",
+    "backend_url",
+    envvar=ENV_BACKEND_URL,
+    help=f"Backend URL: redis:// or memory:// (default: ${ENV_BACKEND_URL}, else the broker's).",
+)
+
+
+def _use(broker_url: str | None, backend_url: str | None) -> None:
+    """Make the URLs given on the command line the process broker and backend."""
+    if broker_url:
+        registry.set_broker(broker_from_url(broker_url))
+    if backend_url:
+        registry.set_backend(backend_from_url(backend_url))
+
+
+@main.command("status")
+@click.argument("message_id")
+@backend_option
+@_clear_errors
+def status_command(message_id: str, backend_url: str | None) -> None:
+    """Show the state, progress, attempts and error of message MESSAGE_ID."""
+    _use(None, backend_url)
+    found = actors.status(message_id)
+    for name in ("state", "progress", "progress_text", "attempts", "actor", "queue", "error",
+                 "reason", "enqueued_at", "started_at", "finished_at"):  # fmt: skip
+        value = getattr(found, name)
+        if isinstance(value, float) and name.endswith("_at"):
+            value = datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds")
+        if value not in (None, ""):
+            click.echo(f"{name}: {value}")
+
+
+@main.command("cancel")
+@click.argument("message_id")
+@backend_option
+@_clear_errors
+def cancel_command(message_id: str, backend_url: str | None) -> None:
+    """Cancel message MESSAGE_ID: skipped if queued, stopped if running."""
+    _use(None, backend_url)
+    actors.cancel(message_id)
+    click.echo(f"cancel requested for {message_id}")
+
+
+class _SchedulerCommands(click.Group):
+    """``actors scheduler MODULE...`` runs a scheduler; named subcommands manage schedules."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_SchedulerCommands)
+def scheduler() -> None:
+    """Run schedules (`actors scheduler app.tasks`) or manage them (list, run, enable, disable)."""
+
+
+@scheduler.command("start", hidden=True)
+@click.argument("modules", nargs=-1, required=True)
+@broker_option
+@backend_option
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="Log level.")  # fmt: skip
+@_clear_errors
+def scheduler_start(
+    modules: tuple[str, ...], broker_url: str | None, backend_url: str | None, log_level: str
+) -> None:
+    """Enqueue the ticks of the schedules declared in MODULES until SIGTERM or SIGINT."""
+    _configure_logging(log_level, None)
+    import_modules(modules, debug=log_level == "debug")
+    _use(broker_url, backend_url)
+    try:
+        Scheduler().run_until_signalled()
+    finally:
+        registry.get_broker().close()
+
+
+@scheduler.command("list")
+@click.argument("modules", nargs=-1)
+@backend_option
+@_clear_errors
+def scheduler_list(modules: tuple[str, ...], backend_url: str | None) -> None:
+    """List the schedules declared in MODULES with their next run times."""
+    import_modules(modules, debug=False)
+    _use(None, backend_url)
+    for entry in entries():
+        rule = entry.schedule.cron or f"every {entry.schedule.every:g}s"
+        state = "enabled" if entry.enabled else "disabled"
+        last = entry.last_run.isoformat(timespec="seconds") if entry.last_run else "-"
+        click.echo(f"{entry.schedule.name}\t{rule}\t{state}\t"
+                   f"next={entry.next_run.isoformat(timespec='seconds')}\tlast={last}")  # fmt: skip
+
+
+@scheduler.command("run")
+@click.argument("name")
+@click.argument("modules", nargs=-1)
+@broker_option
+@backend_option
+@_clear_errors
+def scheduler_run(
+    name: str, modules: tuple[str, ...], broker_url: str | None, backend_url: str | None
+) -> None:
+    """Enqueue a message of schedule NAME (declared in MODULES) now."""
+    import_modules(modules, debug=False)
+    _use(broker_url, backend_url)
+    try:
+        click.echo(f"enqueued {run_now(name)}")
+    finally:
+        registry.get_broker().close()
+
+
+@scheduler.command("enable")
+@click.argument("name")
+@backend_option
+@_clear_errors
+def scheduler_enable(name: str, backend_url: str | None) -> None:
+    """Enable schedule NAME for every scheduler."""
+    _use(None, backend_url)
+    set_enabled(name, True)
+    click.echo(f"{name} enabled")
+
+
+@scheduler.command("disable")
+@click.argument("name")
+@backend_option
+@_clear_errors
+def scheduler_disable(name: str, backend_url: str | None) -> None:
+    """Disable schedule NAME for every scheduler (until enabled again)."""
+    _use(None, backend_url)
+    set_enabled(name, False)
+    click.echo(f"{name} disabled")

@@ -16,6 +16,7 @@ The tree::
     │   ├── QueueConflict           a queue exists with other arguments
     │   └── MessageTooLarge
     ├── BackendError                a backend (Redis) operation failed
+    ├── StatusNotFound              no status is stored for a message id
     ├── ResultError
     │   ├── ResultMissing           the result expired or will never come
     │   ├── ResultTimeout           the wait ran out
@@ -187,3 +188,11 @@ class Cancelled(BaseException):
 
 class WorkerShutdown(BaseException):
     """Raised inside a sync actor when its worker is stopping and asked actors to stop."""
+
+
+class StatusNotFound(ActorsError):
+    """No status is stored for the message: unknown id, expired, or status tracking is off."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no status stored for message {message_id}")
+        self.message_id = message_id

@@ -69,5 +69,15 @@ class Message(Generic[R]):
 
         return await wait_for_result_async(self.id, timeout=timeout)  # type: ignore[no-any-return]
 
+    def set_progress(self, percent: float, text: str = "") -> None:
+        """Record this message's progress (0-100) and a short text, for `actors.status`.
+
+        Call it from the actor: ``actors.current_message().set_progress(50, "half way")``.
+        One backend write per call.
+        """
+        from actors.status import set_progress
+
+        set_progress(self.id, percent, text)
+
     def __str__(self) -> str:
         return f"{self.actor}[{self.id}]"

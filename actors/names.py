@@ -33,6 +33,12 @@ BACKEND_NAMESPACE = "actors"
 RESULT_KEY_PREFIX = "result:"  # a one-element list holding the stored result
 SLOTS_KEY_PREFIX = "slots:"  # a sorted set of concurrency-slot holders scored by expiry
 RATE_KEY_PREFIX = "rate:"  # a sorted set of recent acquisitions (sliding-window rate limit)
+STATUS_KEY_PREFIX = "status:"  # a hash: state, progress, attempts, timestamps of a message
+CANCEL_KEY_PREFIX = "cancel:"  # present while a message is cancelled (with a TTL)
+CANCEL_LOG_KEY = "cancels"  # a log (sorted set) of cancelled message ids by time, read by workers
+GROUP_KEY_PREFIX = "group:"  # a group's record (members, callback) and its set of finished members
+UNIQUE_KEY_PREFIX = "unique:"  # the lock of a unique message: actor + argument hash -> message id
+SCHEDULE_KEY_PREFIX = "schedule:"  # tick leases, last run times and disabled flags of schedules
 
 # Redis broker keys are ``<namespace>:q:<queue>...`` (see redis_* below and docs/redis.md).
 REDIS_NAMESPACE = "actors"

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from actors.actor import Actor
     from actors.backends.base import Backend
     from actors.broker import Broker
+    from actors.scheduler import Schedule
 
 _lock = threading.Lock()
 _actors: dict[str, Actor[Any, Any]] = {}
 _broker: Broker | None = None
 _backend: Backend | None = None
+_schedules: dict[str, Schedule] = {}
 
 
 def declare_actor(actor: Actor[Any, Any]) -> None:
@@ -59,6 +61,17 @@ def find_actor(name: str) -> Actor[Any, Any] | None:
 def declared_actors() -> dict[str, Actor[Any, Any]]:
     """Return a copy of every declared actor, by name."""
     return dict(_actors)
+
+
+def declare_schedule(schedule: Schedule) -> None:
+    """Record `schedule` under its name (replacing one of the same name)."""
+    with _lock:
+        _schedules[schedule.name] = schedule
+
+
+def declared_schedules() -> dict[str, Schedule]:
+    """Return a copy of the schedules declared with `actors.schedule`, by name."""
+    return dict(_schedules)
 
 
 def set_broker(broker: Broker) -> Broker:
@@ -120,9 +133,10 @@ def get_backend() -> Backend:
 
 
 def reset() -> None:
-    """Forget every actor, the broker and the backend (for tests)."""
+    """Forget every actor, schedule, the broker and the backend (for tests)."""
     global _broker, _backend
     with _lock:
         _actors.clear()
+        _schedules.clear()
         _broker = None
         _backend = None

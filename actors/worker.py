@@ -22,7 +22,14 @@ from typing import Any
 from actors import registry
 from actors.broker import Broker, Consumer
 from actors.delivery import Delivery, Failure, Outcome
-from actors.errors import ActorNotFound, DecodeError, Retry, SkipMessage, TimeLimitExceeded
+from actors.errors import (
+    ActorNotFound,
+    Cancelled,
+    DecodeError,
+    Retry,
+    SkipMessage,
+    TimeLimitExceeded,
+)
 
 logger = logging.getLogger("actors.worker")
 
@@ -286,9 +293,10 @@ class Worker:
                     "after_process_message", delivery, delivery, result=result, exception=exception
                 )
                 self._settle(delivery, exception)
-            except TimeLimitExceeded:
-                # A time-limit interrupt raised just as the actor returned lands here; the
-                # message must still be settled, once (a second ack would break the channel).
+            except (TimeLimitExceeded, Cancelled):
+                # An interrupt (time limit, cancel) raised just as the actor returned lands
+                # here; the message must still be settled, once (a second ack would break the
+                # channel).
                 if not delivery.settling:
                     self._settle(delivery, exception)
         finally:

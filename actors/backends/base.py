@@ -19,13 +19,33 @@ Rate counter
     `limit` were recorded in the last `window` seconds, and otherwise says how long until one
     frees up.
 
+Status hashes
+    `put_statuses` merges string fields into the hash of each message id and sets its TTL, in
+    one round trip; with ``only_if_new`` a hash that already exists is left alone (so a late
+    "queued" write never overwrites "running"). `get_status` reads one hash.
+
+Keys
+    `set_key` stores a string under a key, optionally only if the key is absent (a lease or a
+    lock: ``SET NX PX``), with a TTL or none; `get_keys` reads many keys in one round trip;
+    `delete_key` deletes one, optionally only while it still holds a given value (so a lock is
+    released only by its holder).
+
+Event logs
+    `record_event` appends a member to a log scored by the backend's clock and drops entries
+    older than `ttl`; `events_since` returns the entries scored at or after a point, so that
+    a reader can follow the log with one read per poll (cancellations).
+
+Member sets
+    `add_member` adds a member to a set and tells, atomically, whether it was new and how many
+    members the set now has (group completion: the one who adds the last member knows it).
+
 Durations are seconds. Every operation is atomic with respect to other processes using the
 same backend: check-then-write sequences run server-side (Lua on Redis, a lock in memory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 
@@ -77,6 +97,68 @@ class Backend(Protocol):
         Returns:
             0.0 if the hit was recorded; otherwise the seconds until the oldest hit in the
             window leaves it.
+        """
+        ...
+
+    # -- status hashes --------------------------------------------------------------------------
+
+    def put_statuses(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        ttl: float,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        """Merge the fields of each ``(message_id, fields)`` into its hash, kept `ttl` seconds.
+
+        With `only_if_new`, a message whose hash exists already is skipped.
+        """
+        ...
+
+    def get_status(self, message_id: str) -> dict[str, str] | None:
+        """Return the status hash of `message_id`, or None if there is none."""
+        ...
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def set_key(
+        self, key: str, value: str, ttl: float | None, *, only_if_absent: bool = False
+    ) -> bool:
+        """Store `value` under `key` for `ttl` seconds (None: no expiry).
+
+        Returns:
+            False if `only_if_absent` and the key exists (nothing written), else True.
+        """
+        ...
+
+    def get_keys(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the values of `keys`, in order, None for a missing key."""
+        ...
+
+    def delete_key(self, key: str, *, if_value: str | None = None) -> bool:
+        """Delete `key` (only while it holds `if_value`, if given); return True if deleted."""
+        ...
+
+    # -- event logs -----------------------------------------------------------------------------
+
+    def record_event(self, key: str, member: str, ttl: float) -> None:
+        """Add `member` to the log `key` at the backend's current time; keep `ttl` seconds."""
+        ...
+
+    def events_since(self, key: str, since: float) -> list[tuple[str, float]]:
+        """Return the ``(member, time)`` entries of log `key` recorded at or after `since`.
+
+        Times are the backend's clock in seconds; pass the latest time seen to read on.
+        """
+        ...
+
+    # -- member sets ----------------------------------------------------------------------------
+
+    def add_member(self, key: str, member: str, ttl: float) -> tuple[bool, int]:
+        """Add `member` to the set `key` (kept `ttl` seconds), atomically.
+
+        Returns:
+            Whether `member` was new, and how many members the set holds now.
         """
         ...
 

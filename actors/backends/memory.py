@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 class MemoryBackend:
@@ -26,6 +26,10 @@ class MemoryBackend:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._slots: dict[str, dict[str, float]] = {}  # key -> holder -> expires at
         self._hits: dict[str, deque[float]] = {}
+        self._statuses: dict[str, tuple[dict[str, str], float]] = {}  # id -> (fields, expires)
+        self._keys: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
+        self._sets: dict[str, tuple[set[str], float]] = {}  # key -> (members, expires at)
+        self._logs: dict[str, dict[str, float]] = {}  # key -> member -> recorded at
 
     # -- results --------------------------------------------------------------------------------
 
@@ -125,6 +129,99 @@ class MemoryBackend:
                 hits.append(now)
                 return 0.0
             return max(0.0, hits[0] + window - now)
+
+    # -- status hashes --------------------------------------------------------------------------
+
+    def put_statuses(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        ttl: float,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        """Merge fields into each message's status and restart its TTL."""
+        with self._cond:
+            now = self._clock()
+            for message_id, fields in items:
+                entry = self._statuses.get(message_id)
+                current = entry[0] if entry is not None and entry[1] > now else None
+                if current is not None and only_if_new:
+                    continue
+                self._statuses[message_id] = ({**(current or {}), **fields}, now + ttl)
+            if len(self._statuses) % 1024 == 0:
+                self._statuses = {k: v for k, v in self._statuses.items() if v[1] > now}
+
+    def get_status(self, message_id: str) -> dict[str, str] | None:
+        """Return a copy of the status fields, or None."""
+        with self._cond:
+            entry = self._statuses.get(message_id)
+            if entry is None or entry[1] <= self._clock():
+                return None
+            return dict(entry[0])
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def set_key(
+        self, key: str, value: str, ttl: float | None, *, only_if_absent: bool = False
+    ) -> bool:
+        """Store `value` under `key`, unless `only_if_absent` and it exists."""
+        with self._cond:
+            if only_if_absent and self._live_key(key) is not None:
+                return False
+            self._keys[key] = (value, float("inf") if ttl is None else self._clock() + ttl)
+            return True
+
+    def get_keys(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the values of `keys`."""
+        with self._cond:
+            return [self._live_key(key) for key in keys]
+
+    def delete_key(self, key: str, *, if_value: str | None = None) -> bool:
+        """Delete `key`, only while it holds `if_value` if given."""
+        with self._cond:
+            value = self._live_key(key)
+            if value is None or (if_value is not None and value != if_value):
+                return False
+            del self._keys[key]
+            return True
+
+    def _live_key(self, key: str) -> str | None:
+        entry = self._keys.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._keys[key]
+            return None
+        return entry[0]
+
+    # -- event logs -----------------------------------------------------------------------------
+
+    def record_event(self, key: str, member: str, ttl: float) -> None:
+        """Record `member` now; forget entries older than `ttl`."""
+        with self._cond:
+            now = self._clock()
+            log = self._logs.setdefault(key, {})
+            log[member] = now
+            for old in [m for m, at in log.items() if at < now - ttl]:
+                del log[old]
+
+    def events_since(self, key: str, since: float) -> list[tuple[str, float]]:
+        """Return the entries recorded at or after `since`."""
+        with self._cond:
+            return [(m, at) for m, at in self._logs.get(key, {}).items() if at >= since]
+
+    # -- member sets ----------------------------------------------------------------------------
+
+    def add_member(self, key: str, member: str, ttl: float) -> tuple[bool, int]:
+        """Add `member` to the set under `key`; say whether it was new and the set's size."""
+        with self._cond:
+            now = self._clock()
+            entry = self._sets.get(key)
+            members = entry[0] if entry is not None and entry[1] > now else set()
+            added = member not in members
+            members.add(member)
+            self._sets[key] = (members, now + ttl)
+            return added, len(members)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -9,12 +9,14 @@ machines with skewed clocks still agree on windows and expiries.
   and the result stays for the others (no polling, no pub/sub race).
 - Concurrency slots are a sorted set of holder tokens scored by expiry (Unix ms).
 - The rate counter is a sorted set of hit times over a sliding window.
+- A message's status is a hash; generic keys (cancel marks, leases, unique locks) are strings;
+  a group's finished members are a set.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors import names
@@ -78,6 +80,32 @@ return math.max(1, tonumber(first[2]) + window - now)
 )
 
 
+# KEYS[1] status hash; ARGV ttl ms, field, value, ... -> 1 if written, 0 if it existed.
+_PUT_NEW_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1] an event log; ARGV member, ttl ms.
+_RECORD_EVENT = (
+    _NOW_MS
+    + """
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+"""
+)
+
+# KEYS[1] a key; ARGV[1] the value it must hold -> 1 if deleted.
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class RedisBackend:
     """Shared state in Redis, for workers spread over processes and machines.
 
@@ -104,6 +132,9 @@ class RedisBackend:
         self._acquire = self._client.register_script(_ACQUIRE_SLOT)
         self._refresh = self._client.register_script(_REFRESH_SLOTS)
         self._hit = self._client.register_script(_HIT_RATE)
+        self._put_new_status = self._client.register_script(_PUT_NEW_STATUS)
+        self._delete_if = self._client.register_script(_DELETE_IF)
+        self._record = self._client.register_script(_RECORD_EVENT)
 
     def key(self, prefix: str, name: str) -> str:
         """Return the full Redis key for `name` under `prefix` (a constant of `actors.names`)."""
@@ -188,6 +219,111 @@ class RedisBackend:
                             [limit, _ms(window), os.urandom(8).hex()])  # fmt: skip
         return wait / 1000
 
+    # -- status hashes --------------------------------------------------------------------------
+
+    def put_statuses(
+        self,
+        items: Sequence[tuple[str, Mapping[str, str]]],
+        ttl: float,
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        """Merge fields into each status hash and set its TTL, all in one pipeline."""
+        if not items:
+            return
+        if only_if_new and len(items) == 1:  # one EVALSHA: a pipeline would add SCRIPT EXISTS
+            [(message_id, fields)] = items
+            flat = [part for pair in fields.items() for part in pair]
+            key = self.key(names.STATUS_KEY_PREFIX, message_id)
+            self._script(self._put_new_status, [key], [_ms(ttl), *flat])
+            return
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for message_id, fields in items:
+                    key = self.key(names.STATUS_KEY_PREFIX, message_id)
+                    if only_if_new:
+                        flat = [part for pair in fields.items() for part in pair]
+                        self._put_new_status(keys=[key], args=[_ms(ttl), *flat], client=pipe)
+                    else:
+                        pipe.hset(key, mapping=dict(fields.items()))
+                        pipe.pexpire(key, _ms(ttl))
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendError(f"could not write the status of {items[0][0]}: {exc}") from exc
+
+    def get_status(self, message_id: str) -> dict[str, str] | None:
+        """Return the status hash, or None."""
+        try:
+            found = self._client.hgetall(self.key(names.STATUS_KEY_PREFIX, message_id))
+        except redis.RedisError as exc:
+            raise BackendError(f"could not read the status of {message_id}: {exc}") from exc
+        return {_text(k): _text(v) for k, v in found.items()} or None
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def set_key(
+        self, key: str, value: str, ttl: float | None, *, only_if_absent: bool = False
+    ) -> bool:
+        """``SET key value [PX ttl] [NX]``."""
+        px = None if ttl is None else _ms(ttl)
+        try:
+            done = self._client.set(self.key("", key), value, px=px, nx=only_if_absent)
+        except redis.RedisError as exc:
+            raise BackendError(f"could not set {key!r}: {exc}") from exc
+        return bool(done)
+
+    def get_keys(self, keys: Sequence[str]) -> list[str | None]:
+        """``MGET`` the keys in one round trip."""
+        if not keys:
+            return []
+        try:
+            found = self._client.mget([self.key("", key) for key in keys])
+        except redis.RedisError as exc:
+            raise BackendError(f"could not read {keys[0]!r}: {exc}") from exc
+        return [None if value is None else _text(value) for value in found]
+
+    def delete_key(self, key: str, *, if_value: str | None = None) -> bool:
+        """``DEL`` the key, or compare-and-delete when `if_value` is given."""
+        full = self.key("", key)
+        if if_value is not None:
+            return self._script(self._delete_if, [full], [if_value]) == 1
+        try:
+            return bool(self._client.delete(full))
+        except redis.RedisError as exc:
+            raise BackendError(f"could not delete {key!r}: {exc}") from exc
+
+    # -- event logs -----------------------------------------------------------------------------
+
+    def record_event(self, key: str, member: str, ttl: float) -> None:
+        """``ZADD`` at the server's time (Lua ``TIME``), trimming entries older than `ttl`."""
+        self._script(self._record, [self.key("", key)], [member, _ms(ttl)])
+
+    def events_since(self, key: str, since: float) -> list[tuple[str, float]]:
+        """``ZRANGEBYSCORE key since +inf WITHSCORES`` (scores are Unix ms)."""
+        try:
+            found = self._client.zrangebyscore(
+                self.key("", key), max(0, int(since * 1000)), "+inf", withscores=True
+            )
+        except redis.RedisError as exc:
+            raise BackendError(f"could not read {key!r}: {exc}") from exc
+        entries: list[tuple[bytes, float]] = found  # type: ignore[assignment]
+        return [(_text(member), score / 1000) for member, score in entries]
+
+    # -- member sets ----------------------------------------------------------------------------
+
+    def add_member(self, key: str, member: str, ttl: float) -> tuple[bool, int]:
+        """``SADD`` + ``SCARD`` + ``PEXPIRE`` in one transaction."""
+        full = self.key("", key)
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(full, member)
+                pipe.scard(full)
+                pipe.pexpire(full, _ms(ttl))
+                added, size, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendError(f"could not add to {key!r}: {exc}") from exc
+        return bool(added), int(size)
+
     def _script(self, script: Any, keys: list[str], args: list[Any]) -> int:
         try:
             return int(script(keys=keys, args=args))
@@ -201,6 +337,10 @@ class RedisBackend:
 
 def _payload(found: bytes | str | None) -> bytes | None:
     return found.encode() if isinstance(found, str) else found
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(seconds: float) -> int:

@@ -52,7 +52,10 @@ class Middleware:
     # -- producer side --------------------------------------------------------------------------
 
     def before_enqueue(self, broker: Broker, message: Message[Any], delay: float | None) -> None:
-        """Called before a message is published; `delay` in seconds or None."""
+        """Called before a message is published; `delay` in seconds or None.
+
+        Raise `SkipMessage` to drop the message: it is not published and ``send()`` returns it.
+        """
 
     def before_delay_message(self, broker: Broker, message: Message[Any], delay: float) -> None:
         """Called before a message is published with a delay (after ``before_enqueue``)."""

@@ -7,8 +7,8 @@ import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.errors import WorkerShutdown
+from actors.middleware._interrupt import interrupt_thread
 from actors.middleware.base import Middleware
-from actors.middleware.time_limit import interrupt_thread
 
 if TYPE_CHECKING:
     from actors.broker import Broker

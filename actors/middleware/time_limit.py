@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import threading
 import time
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.errors import TimeLimitExceeded
+from actors.middleware._interrupt import interrupt_thread
 from actors.middleware._options import seconds
 from actors.middleware.base import Middleware
 
@@ -107,17 +107,6 @@ def _next_deadline(watch: Watch) -> float:
     if watch.soft_at is not None and not watch.fired:
         return watch.soft_at
     return watch.hard_at
-
-
-def interrupt_thread(thread_id: int, exception: type[BaseException] | None) -> None:
-    """Raise `exception` in the thread `thread_id` at its next bytecode (None clears it).
-
-    Pure-Python code stops within milliseconds; C code and blocking calls only when they
-    return to the interpreter, which is why a hard limit exists.
-    """
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), None if exception is None else ctypes.py_object(exception)
-    )
 
 
 class TimeLimit(Middleware):

@@ -1,0 +1,30 @@
+"""The backend as seen by middleware that only work when one is configured."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from actors import registry
+from actors.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from actors.backends.base import Backend
+
+logger = logging.getLogger("actors.middleware")
+_warned: set[str] = set()
+
+
+def optional_backend(feature: str) -> Backend | None:
+    """Return the process backend, or None (warning once per `feature`) if none is configured.
+
+    Status tracking and cancellation checks are on by default; a process with a broker that
+    has no default backend (RabbitMQ) and no ``set_backend`` simply goes without them.
+    """
+    try:
+        return registry.get_backend()
+    except ConfigurationError:
+        if feature not in _warned:
+            _warned.add(feature)
+            logger.warning("%s is off: no backend configured (actors.set_backend)", feature)
+        return None
