@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from actors.errors import ConnectionFailed, PublishError
 
@@ -36,8 +37,11 @@ class ConfirmTimeout(Exception):
 
 
 #: Errors after which a link is dead and an unconfirmed publish has an unknown outcome.
+#: pika raises `AMQPConnectorException` (not an `AMQPConnectionError`) when the AMQP handshake
+#: of a new connection times out, e.g. behind a half-open link.
 LINK_ERRORS: tuple[type[BaseException], ...] = (
     ConfirmTimeout,
+    AMQPConnectorException,
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.ChannelWrongStateError,
     pika.exceptions.ConnectionWrongStateError,
