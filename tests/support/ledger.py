@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,10 @@ class Ledger:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._inherited: sqlite3.Connection | None = None
+        ledger = weakref.ref(self)  # a weak reference: the fork hook must not keep it alive
+        os.register_at_fork(
+            after_in_child=lambda: (found := ledger()) and found._after_fork_in_child()
+        )
         with self._session() as db:
             db.executescript(_SCHEMA)
 
@@ -171,23 +176,27 @@ class Ledger:
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[sqlite3.Connection]:
-        """This process's connection, under this process's lock.
-
-        A forked child gets a fresh lock and connection: the parent's lock may have been held at
-        the fork and SQLite connections must not cross a fork. The inherited connection is kept,
-        never closed: closing it in the child could checkpoint or unlink files the parent uses.
-        """
-        if self._pid != os.getpid():
-            self._inherited, self._lock = self._db, threading.Lock()
-            self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._pid = os.getpid()
-        assert self._db is not None
+        """This process's connection, under this process's lock (opened on first use)."""
         with self._lock:
+            if self._db is None or self._pid != os.getpid():
+                self._db = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._pid = os.getpid()
             yield self._db
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets a fresh lock and, on first use, its own connection.
+
+        Runs while the child is still single-threaded, so no thread can race the reset. The
+        parent's lock may have been held at the fork, and SQLite connections must not cross a
+        fork. The inherited connection is kept, never closed: closing it in the child could
+        checkpoint or unlink files the parent uses.
+        """
+        self._inherited, self._db, self._pid = self._db, None, -1
+        self._lock = threading.Lock()
 
 
 def _checked(outcome: str) -> str:
