@@ -164,7 +164,7 @@ class Broker(ABC):
                     "middleware %s failed in %s (message %s)",
                     type(getattr(call, "__self__", call)).__name__,
                     hook,
-                    delivery.message_id if delivery is not None else "-",
+                    delivery.label if delivery is not None else "-",
                 )
 
     def has_hook(self, hook: str) -> bool:

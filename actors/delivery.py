@@ -111,6 +111,13 @@ class Delivery(ABC):
         return str(self.headers.get(names.HEADER_ID, "?"))
 
     @property
+    def label(self) -> str:
+        """``actor[id]`` for log lines, from the message or, failing that, the headers."""
+        if self.message is not None:
+            return f"{self.message.actor}[{self.message.id}]"
+        return f"{self.headers.get(names.HEADER_ACTOR, '?')}[{self.message_id}]"
+
+    @property
     def deliveries(self) -> int:
         """How many times this message was delivered, this time included (as far as known)."""
         counted = self.headers.get(names.HEADER_DELIVERIES)

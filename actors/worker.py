@@ -252,7 +252,7 @@ class Worker:
             delivery.actor = registry.get_actor(message.actor)
         except (DecodeError, ActorNotFound) as exc:
             reason = "decode-error" if isinstance(exc, DecodeError) else "unknown-actor"
-            logger.error("dead-lettering message %s: %s", delivery.message_id, exc)
+            logger.error("dead-lettering %s: %s", delivery.label, exc)
             self._dead_letter(delivery, Failure.from_exception(reason, exc))
             return False
         return True
@@ -271,7 +271,7 @@ class Worker:
             try:
                 self._process_sync(delivery)
             except BaseException:  # the thread must survive anything one message does
-                logger.exception("unexpected error processing %s", delivery.message_id)
+                logger.exception("unexpected error processing %s", delivery.label)
             finally:
                 self._finished()
 
@@ -330,7 +330,7 @@ class Worker:
             else:
                 raise
         except BaseException:
-            logger.exception("unexpected error processing %s", delivery.message_id)
+            logger.exception("unexpected error processing %s", delivery.label)
         finally:
             self._finished()
 
@@ -398,7 +398,7 @@ class Worker:
         try:
             delivery.dead_letter(failure)
         except Exception:
-            logger.exception("could not dead-letter %s; returning it", delivery.message_id)
+            logger.exception("could not dead-letter %s; returning it", delivery.label)
             delivery.requeue()
             return
         self.broker.emit_guarded("after_dead_letter", delivery, delivery, failure)
@@ -410,8 +410,7 @@ def _is_own_cancel(exc: asyncio.CancelledError) -> bool:
 
 
 def _log_failure(delivery: Delivery, exception: BaseException | None, what: str) -> None:
-    message = delivery.message
-    label = f"{message.actor}[{message.id}]" if message is not None else delivery.message_id
+    label = delivery.label
     if isinstance(exception, Retry):
         logger.info("%s asked for a retry (%s): %s", label, exception, what)
     elif exception is not None:
