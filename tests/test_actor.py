@@ -135,3 +135,15 @@ def test_public_api_is_locked() -> None:
     ):  # fmt: skip
         assert name in actors.__all__, name
         assert hasattr(actors, name), name
+
+
+def test_a_url_whose_extra_is_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from actors.settings import broker_from_url
+
+    for name in [m for m in sys.modules if m == "pika" or m.startswith("actors.brokers.rabbitmq")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pika", None)  # as if the rabbitmq extra were not installed
+    with pytest.raises(actors.ConfigurationError, match=r"actors-runtime\[rabbitmq\]"):
+        broker_from_url("amqp://guest:guest@127.0.0.1:5672/")
