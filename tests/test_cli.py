@@ -96,16 +96,18 @@ def test_supervisor_restarts_only_the_child_that_died_and_exits_0_on_sigterm(
     assert not (tmp_path / "actors.pid").exists()
 
 
-def test_dlq_commands_list_show_replay_and_purge_on_rabbitmq(
-    namespace: str, cleanups: Callable[[Callable[[], object]], None]
+@pytest.mark.parametrize("kind", ["rabbitmq", "redis"])
+def test_dlq_commands_list_show_replay_and_purge(
+    kind: str, namespace: str, cleanups: Callable[[Callable[[], object]], None]
 ) -> None:
     from click.testing import CliRunner
 
     from actors.cli import main
     from actors.testing import running_worker
-    from tests.brokers import RABBITMQ_URL, open_test_broker
+    from tests.brokers import RABBITMQ_URL, REDIS_URL, open_test_broker
 
-    broker = actors.set_broker(open_test_broker("rabbitmq", namespace=namespace, cleanups=cleanups))
+    broker = actors.set_broker(open_test_broker(kind, namespace=namespace, cleanups=cleanups))
+    url = RABBITMQ_URL if kind == "rabbitmq" else f"{REDIS_URL}?namespace={namespace}"
     queue = f"{namespace}-q"
 
     @actors.actor(queue=queue, max_retries=0)
@@ -118,19 +120,17 @@ def test_dlq_commands_list_show_replay_and_purge_on_rabbitmq(
         wait_until(lambda: len(broker.dead_letters(queue)) == 3, message="three dead letters")
 
     runner = CliRunner()
-    listed = runner.invoke(main, ["dlq", "list", "--broker", RABBITMQ_URL])
+    listed = runner.invoke(main, ["dlq", "list", "--broker", url])
     assert f"{queue}.DLQ\t3" in listed.output
-    shown = runner.invoke(main, ["dlq", "show", f"{queue}.DLQ", "--broker", RABBITMQ_URL])
+    shown = runner.invoke(main, ["dlq", "show", f"{queue}.DLQ", "--broker", url])
     assert shown.exit_code == 0, shown.output
     assert "LookupError: no such thing" in shown.output and "doomed" in shown.output
-    replayed = runner.invoke(
-        main, ["dlq", "replay", queue, "--limit", "1", "--broker", RABBITMQ_URL]
-    )
+    replayed = runner.invoke(main, ["dlq", "replay", queue, "--limit", "1", "--broker", url])
     assert "replayed 1 message" in replayed.output
     wait_until(lambda: broker.queue_depth(queue) == 1, message="one message back on the queue")
-    refused = runner.invoke(main, ["dlq", "purge", queue, "--broker", RABBITMQ_URL], input="n\n")
+    refused = runner.invoke(main, ["dlq", "purge", queue, "--broker", url], input="n\n")
     assert refused.exit_code != 0
-    purged = runner.invoke(main, ["dlq", "purge", queue, "--yes", "--broker", RABBITMQ_URL])
+    purged = runner.invoke(main, ["dlq", "purge", queue, "--yes", "--broker", url])
     assert "purged 2 message" in purged.output
     assert broker.dead_letters(queue) == []
 
