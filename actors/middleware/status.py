@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("actors.middleware.status")
 
 _BATCH = 500  # status writes sent in one pipeline at most
+_LINGER = 0.05  # seconds the writer waits for more writes before it sends a batch
 
 # Dead-letter reasons that are not an error of the actor: the state is "dead-lettered".
 _NOT_ACTOR_FAILURES = frozenset({"decode-error", "unknown-actor", "max-age", "poison"})
@@ -58,7 +59,7 @@ class _Writer:
 
     Hooks only queue their write (no round trip on the worker's hot path, no blocking call on
     the event loop); the thread sends whatever accumulated in one pipeline. A status may
-    therefore lag the message by a few milliseconds.
+    therefore lag the message by up to about 50 ms.
     """
 
     def __init__(self, write: Callable[[list[tuple[str, dict[str, str]]]], None]) -> None:
@@ -89,6 +90,9 @@ class _Writer:
             batch: list[tuple[str, dict[str, str]]] = []
             marks: list[threading.Event] = []
             item = self._queue.get()
+            # Linger briefly after the first write so that a busy worker sends one pipeline
+            # per batch, not one per message; a flush (or stop) sends at once.
+            deadline = time.monotonic() + _LINGER
             while True:
                 if item is None:
                     running = False
@@ -96,9 +100,13 @@ class _Writer:
                     marks.append(item)
                 else:
                     batch.append(item)
-                if not running or len(batch) >= _BATCH or self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if not running or marks or len(batch) >= _BATCH or remaining <= 0:
                     break
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
             self._send(batch)
             for mark in marks:
                 mark.set()
@@ -125,7 +133,7 @@ class Status(Middleware):
     (a hash and its TTL, pipelined); the "queued" write never overwrites a later state.
     The producer's "queued" write is made before ``send()`` returns; a worker's writes go
     through a thread of their own that batches them into pipelines, so the status may lag the
-    message by a few milliseconds (`flush` waits for them).
+    message by up to about 50 ms (`flush` waits for them).
 
     Without a configured backend (RabbitMQ and no ``set_backend``), status tracking is off.
 
