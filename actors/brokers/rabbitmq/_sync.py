@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
+from pika.adapters.blocking_connection import _IoloopTimerContext
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from actors.errors import ConnectionFailed, PublishError
@@ -76,10 +77,6 @@ def describe_server(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
 
 
-def _nothing() -> None:
-    return None
-
-
 class Link:
     """A producer connection and its channel, in confirm mode; used by one thread at a time."""
 
@@ -99,11 +96,7 @@ class Link:
         if self.confirming:
             selected: list[object] = []
 
-            def on_selected(frame: object) -> None:
-                selected.append(frame)
-                self.connection.add_callback_threadsafe(_nothing)
-
-            impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=on_selected)
+            impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected.append)
             self._pump(lambda: bool(selected), time.monotonic() + settings.connect_timeout)
 
     def is_fresh(self) -> bool:
@@ -153,11 +146,17 @@ class Link:
         return refused
 
     def _pump(self, done: Callable[[], bool], deadline: float) -> None:
-        while not done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ConfirmTimeout("no publisher confirm before the deadline")
-            self.connection.process_data_events(time_limit=min(remaining, 1.0))
+        """Run the connection's I/O until `done()` or the deadline.
+
+        pika's own wait loop (what its blocking publish uses) with a timer beside `done`: one
+        loop per confirm, not a timer and a wake-up pipe per ``process_data_events`` call.
+        """
+        remaining = deadline - time.monotonic()
+        if not done() and remaining > 0:
+            with _IoloopTimerContext(remaining, self.connection._impl) as timer:
+                self.connection._flush_output(timer.is_ready, done)
+        if not done():
+            raise ConfirmTimeout("no publisher confirm before the deadline")
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
@@ -176,9 +175,6 @@ class Link:
             elif self._returned and self._batch_ids[index] in self._returned:
                 # A return always arrives before the confirm of the same message.
                 self._failed[index] = self._returned.pop(self._batch_ids[index])
-        if not self._pending:
-            # A ready event ends process_data_events() at once instead of at its time limit.
-            self.connection.add_callback_threadsafe(_nothing)
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
         self._returned[properties.message_id] = (
