@@ -504,6 +504,60 @@ def _drain_loop(
     return out
 
 
+def measure_delayed(n: int, plan: DrainPlan, delay: float) -> dict[str, Any]:
+    """Delayed-message throughput: running (not suspended) workers, ``plan.fill(n)`` publishes
+    n messages each due ``delay`` seconds after its publish, then poll the counter until n.
+
+    msg/s = n / (first message due -> counter reads n): how fast due messages get run, with
+    the broker (or the worker, for systems that hold delays in memory) releasing them.
+    ``late_s`` is how long after the last message was due the last one ran.
+    """
+    r = redis_client()
+    group = plan.start()
+    try:
+        startup = group.wait_ready(plan.ready_pattern, plan.ready_count)
+        if plan.amqp_queue:
+            wait_consumers(plan.amqp_queue, plan.consumers)
+        time.sleep(plan.settle_s)
+        procs = group.processes()
+        rss_idle = group.rss_mb(procs)
+        peak = list(rss_idle)
+        cpu = CpuWindow(plan.broker, procs)
+        t0 = time.perf_counter()
+        plan.fill(n)
+        fill_s = time.perf_counter() - t0
+        deadline_s = max(60.0, n / 100.0) + delay + fill_s
+        count = 0
+        while True:
+            time.sleep(POLL_S)
+            count = int(r.get(plan.counter_key) or 0)
+            peak = [max(a, b) for a, b in zip(peak, group.rss_mb(procs), strict=True)]
+            elapsed = time.perf_counter() - t0
+            if count >= n or elapsed > deadline_s:
+                break
+        out: dict[str, Any] = {
+            "value": count / max(elapsed - delay, 1e-3),
+            "unit": "msg/s",
+            "n": n,
+            "delay_s": delay,
+            "seconds": elapsed,
+            "late_s": elapsed - fill_s - delay,
+            "counter": count,
+            "startup_s": startup,
+            "fill_s": fill_s,
+            "fill_rate": n / fill_s,
+            "rss_idle_mb": rss_idle,
+            "rss_peak_mb": peak,
+            "processes": [" ".join(p.cmdline()[:4])[-60:] for p in procs],
+        } | cpu.stop(count, elapsed)
+        if count < n:
+            out["error"] = f"deadline: counter {count}/{n} after {elapsed:.1f}s"
+        return out
+    finally:
+        group.stop()
+        r.close()
+
+
 @dataclass
 class LatencyPlan:
     start: Callable[[], WorkerGroup]

@@ -74,6 +74,25 @@ SCENARIOS: dict[str, Scenario] = {
             "pre-filled backlog drained by 2 worker processes x 8 threads (raw: 2 processes)",
         ),
         Scenario(
+            "drain_bare_1x8",
+            "rabbitmq",
+            20_000,
+            2_000,
+            True,
+            "raw_pika",
+            "drain_1x8 with an empty middleware stack (middleware=[]): the default stack's cost",
+        ),
+        # 10,000: the delay ladder makes the fill the slow part (~500-1,000 msg/s here).
+        Scenario(
+            "drain_delayed_1x8",
+            "rabbitmq",
+            10_000,
+            1_000,
+            True,
+            "raw_pika",
+            "sent with delay=1 s to a running 1 x 8 worker: msg/s from first due to all run",
+        ),
+        Scenario(
             "latency",
             "rabbitmq",
             500,

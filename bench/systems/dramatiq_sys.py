@@ -14,6 +14,7 @@ from bench.common import (
     Names,
     WorkerGroup,
     amqp_delete,
+    measure_delayed,
     measure_drain,
     measure_latency,
     measure_send,
@@ -61,6 +62,7 @@ class Dramatiq(System):
             "send_noconfirm",
             "drain_1x8",
             "drain_2x8",
+            "drain_delayed_1x8",
             "latency",
             "redis_drain_1x8",
             "redis_latency",
@@ -116,6 +118,31 @@ class Dramatiq(System):
 
     def scenario_redis_drain_1x8(self, n: int) -> dict[str, Any]:
         return self._drain("redis_drain_1x8", n, "redis", 1)
+
+    def scenario_drain_delayed_1x8(self, n: int) -> dict[str, Any]:
+        """Sent with delay=1 s (its default: no confirms); Dramatiq's worker holds delayed
+        messages in its memory (the ``.DQ`` queue) and re-enqueues them when due."""
+        names = Names(self.name, "drain_delayed_1x8")
+        actor = _actor(names)
+
+        def fill(k: int) -> None:
+            for _ in range(k):
+                actor.send_with_options(args=(names.counter_key,), delay=1000)
+
+        plan = DrainPlan(
+            start=lambda: _workers(names, "rabbitmq", 1),
+            ready_pattern=READY,
+            ready_count=1,
+            fill=fill,
+            counter_key=names.counter_key,
+            broker="rabbitmq",
+            amqp_queue=names.queue,
+        )
+        try:
+            return measure_delayed(n, plan, 1.0)
+        finally:
+            actor.broker.close()
+            _cleanup(names)
 
     def _latency(self, scenario: str, n: int, broker: str) -> dict[str, Any]:
         names = Names(self.name, scenario)
