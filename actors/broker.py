@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.encoding import Codec, Envelope
-from actors.errors import ConfigurationError, SkipMessage
+from actors.errors import (
+    Cancelled,
+    ConfigurationError,
+    SkipMessage,
+    TimeLimitExceeded,
+    WorkerShutdown,
+)
 from actors.middleware.base import HOOK_NAMES, Middleware
 
 if TYPE_CHECKING:
@@ -159,7 +165,9 @@ class Broker(ABC):
                 call(self, *args, **kw)
             except SkipMessage:
                 raise
-            except Exception:
+            except (Exception, TimeLimitExceeded, Cancelled, WorkerShutdown):
+                # An interrupt that lands just as the actor returned must not cut the chain:
+                # the hooks after it still store results, fire callbacks, record status.
                 logger.exception(
                     "middleware %s failed in %s (message %s)",
                     type(getattr(call, "__self__", call)).__name__,

@@ -121,7 +121,10 @@ class Delivery(ABC):
     def deliveries(self) -> int:
         """How many times this message was delivered, this time included (as far as known)."""
         counted = self.headers.get(names.HEADER_DELIVERIES)
-        return (int(counted) if isinstance(counted, int | str) else 0) + 1
+        try:
+            return int(counted) + 1 if isinstance(counted, int | str | bytes) else 1
+        except ValueError:  # a foreign producer's garbage: count this delivery only
+            return 1
 
     def option(self, name: str, default: Any = None) -> Any:
         """Return an option: the message's own, else the actor's, else `default`."""

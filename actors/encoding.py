@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -271,9 +272,11 @@ class Codec:
 
 
 def _number(value: Any, default: float) -> float:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
-    )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if not math.isfinite(value) or abs(value) > 2**53:
+        raise DecodeError(f"number out of range: {value!r}")
+    return float(value)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

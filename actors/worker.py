@@ -25,10 +25,10 @@ from actors.delivery import Delivery, Failure, Outcome
 from actors.errors import (
     ActorNotFound,
     Cancelled,
-    DecodeError,
     Retry,
     SkipMessage,
     TimeLimitExceeded,
+    WorkerShutdown,
 )
 
 logger = logging.getLogger("actors.worker")
@@ -93,6 +93,7 @@ class Worker:
         self._state = threading.Condition()
         self._in_flight = 0
         self._taken = 0
+        self._stop_started = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -132,24 +133,33 @@ class Worker:
             timeout: Seconds to let in-flight work finish (default: `shutdown_timeout`).
                 Work still running then is returned to the broker when the connection closes.
         """
-        if self.stopped.is_set():
+        with self._state:
+            if self._stop_started:
+                first = False
+            else:
+                self._stop_started = first = True
+        if not first:  # another thread is stopping this worker (recycling, a signal)
+            self.stopped.wait()
             return
         timeout = self.shutdown_timeout if timeout is None else timeout
         self.stopping.set()
-        self.broker.emit_guarded("before_worker_shutdown", None, self)
-        if self._consumer is not None:
-            self._consumer.stop()
-        self._requeue_waiting()
-        for _ in self._threads:
-            self._work.put(None)
-        finished = self._wait_idle(timeout)
-        if not finished:
-            logger.warning("shutdown timeout: returning unfinished messages to the broker")
-        self._stop_loop()
-        if self._consumer is not None:
-            self._consumer.close()
-        self.broker.emit_guarded("after_worker_shutdown", None, self)
-        self.stopped.set()
+        try:
+            self.broker.emit_guarded("before_worker_shutdown", None, self)
+            if self._consumer is not None:
+                self._consumer.stop()
+            self._requeue_waiting()
+            for _ in self._threads:
+                self._work.put(None)
+            if not self._wait_idle(timeout):
+                logger.warning("shutdown timeout: returning unfinished messages to the broker")
+            self._stop_loop()
+        except Exception:
+            logger.exception("error while shutting down; closing the connection anyway")
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+            self.broker.emit_guarded("after_worker_shutdown", None, self)
+            self.stopped.set()
 
     def hard_exit(self, reason: str) -> None:
         """Replace this worker process because an actor cannot be stopped (hard time limit).
@@ -177,7 +187,10 @@ class Worker:
             if delivery is None:
                 kept.append(None)
                 continue
-            delivery.requeue()
+            try:
+                delivery.requeue()
+            except Exception:  # closing the connection returns it all the same
+                logger.exception("could not return %s at shutdown", delivery.label)
             self._finished()
         for sentinel in kept:
             self._work.put(sentinel)
@@ -213,10 +226,15 @@ class Worker:
                 await asyncio.wait(list(self._tasks), timeout=5)
             await self.broker.close_async()
 
-        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=10)
+        except TimeoutError:
+            logger.error("async actors did not stop within 10 s (is one blocking the loop?)")
         loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
             self._loop_thread.join(timeout=5)
+            if self._loop_thread.is_alive():
+                return  # a blocked loop cannot be closed; it dies with the process
         loop.close()
 
     # -- intake (consumer thread) ---------------------------------------------------------------
@@ -226,9 +244,18 @@ class Worker:
             self._in_flight += 1
             self._taken += 1
             taken = self._taken
-        if self.stopping.is_set():
-            delivery.requeue()
+        try:
+            self._dispatch(delivery)
+        except Exception:  # the consumer's I/O thread must survive anything one message does
+            logger.exception("could not take %s", delivery.label)
             self._finished()
+        if self.max_messages is not None and taken == self.max_messages:
+            threading.Thread(target=self.stop, name="actors-recycle", daemon=True).start()
+
+    def _dispatch(self, delivery: Delivery) -> None:
+        if self.stopping.is_set():
+            self._finished()
+            delivery.requeue()
             return
         if not self._resolve(delivery):
             self._finished()
@@ -241,8 +268,6 @@ class Worker:
             loop.call_soon_threadsafe(self._spawn, delivery)
         else:
             self._work.put(delivery)
-        if self.max_messages is not None and taken == self.max_messages:
-            threading.Thread(target=self.stop, name="actors-recycle", daemon=True).start()
 
     def _resolve(self, delivery: Delivery) -> bool:
         """Decode and find the actor; dead-letter the delivery and return False if either fails."""
@@ -250,8 +275,8 @@ class Worker:
             message = self.broker.codec.unpack(delivery.body, delivery.headers)
             delivery.message = message
             delivery.actor = registry.get_actor(message.actor)
-        except (DecodeError, ActorNotFound) as exc:
-            reason = "decode-error" if isinstance(exc, DecodeError) else "unknown-actor"
+        except Exception as exc:  # whatever the bytes do, the message goes to the DLQ
+            reason = "unknown-actor" if isinstance(exc, ActorNotFound) else "decode-error"
             logger.error("dead-lettering %s: %s", delivery.label, exc)
             self._dead_letter(delivery, Failure.from_exception(reason, exc))
             return False
@@ -293,7 +318,7 @@ class Worker:
                     "after_process_message", delivery, delivery, result=result, exception=exception
                 )
                 self._settle(delivery, exception)
-            except (TimeLimitExceeded, Cancelled):
+            except (TimeLimitExceeded, Cancelled, WorkerShutdown):
                 # An interrupt (time limit, cancel) raised just as the actor returned lands
                 # here; the message must still be settled, once (a second ack would break the
                 # channel).
@@ -325,7 +350,7 @@ class Worker:
             async with self._async_slots:
                 await self._run_async(delivery)
         except asyncio.CancelledError:
-            if self.stopping.is_set():
+            if self.stopping.is_set() and not delivery.settling:
                 delivery.requeue()
             else:
                 raise

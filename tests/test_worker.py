@@ -146,3 +146,42 @@ def test_current_message_is_visible_inside_sync_and_async_actors() -> None:
         wait_until(lambda: len(seen) == 2, message="both probes")
     assert seen == {"sync": first.id, "async": second.id}
     assert actors.current_message() is None
+
+
+def test_out_of_range_numbers_in_a_body_are_dead_lettered_and_the_worker_goes_on() -> None:
+    import msgpack
+
+    broker = actors.set_broker(MemoryBroker())
+    done: list[int] = []
+
+    @actors.actor
+    def fine(n: int) -> None:
+        done.append(n)
+
+    body = msgpack.packb({"v": 1, "id": "inf", "queue": "default", "actor": "fine",
+                          "args": [1], "kwargs": {}, "retries": float("inf")})  # fmt: skip
+    with running_worker(broker, threads=1, shutdown_timeout=5):
+        broker.publish_raw("default", body, {"actors-deliveries": "garbage"})
+        fine.send(2)
+        wait_until(lambda: done == [2], message="the good message ran")
+        letters = wait_until(lambda: broker.dead_letters("default"), message="a dead letter")
+    assert letters[0].reason == "decode-error"
+
+
+def test_concurrent_stops_shut_down_once() -> None:
+    broker = actors.set_broker(MemoryBroker())
+
+    @actors.actor
+    async def quick() -> None: ...
+
+    worker = actors.Worker(broker, threads=1)
+    worker.start()
+    quick.send()
+    broker.join("default", timeout=5)
+    stoppers = [threading.Thread(target=worker.stop) for _ in range(3)]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join(10)
+    assert worker.stopped.is_set()
+    assert not any(stopper.is_alive() for stopper in stoppers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from actors.encoding import Envelope
 
 if TYPE_CHECKING:
     from actors.backends.base import Backend
+
+logger = logging.getLogger("actors.brokers.memory")
 
 _Item = tuple[bytes, dict[str, Any], bool]  # body, headers, redelivered
 
@@ -216,7 +219,10 @@ class MemoryConsumer(Consumer):
             delivery = self._take()
             if delivery is None:
                 return
-            self._handler(delivery)
+            try:
+                self._handler(delivery)
+            except Exception:  # the consumer thread must survive a failing handler
+                logger.exception("delivery handler failed for %s", delivery.label)
 
     def _take(self) -> MemoryDelivery | None:
         cond = self._broker._cond

@@ -364,12 +364,12 @@ class RabbitmqConsumer(Consumer):
         self._unsettled[delivery.tag] = delivery
         self._order.append(delivery.tag)
         self.in_flight[queue] += 1
-        if method.redelivered and self._guard:
-            self._guard_redelivery(delivery)
-            return
         try:
-            self._handler(delivery)
-        except Exception:
+            if method.redelivered and self._guard:
+                self._guard_redelivery(delivery)
+            else:
+                self._handler(delivery)
+        except Exception:  # nothing one message does may kill the I/O thread
             logger.exception("delivery handler failed on %s; giving it back", delivery.message_id)
             channel.basic_nack(delivery.tag, requeue=True)
             self._unsettled.pop(delivery.tag, None)
