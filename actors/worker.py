@@ -348,6 +348,9 @@ class Worker:
         assert self._async_slots is not None
         try:
             async with self._async_slots:
+                if self.stopping.is_set():  # waited for a slot and never started: give it back
+                    await asyncio.to_thread(delivery.requeue)
+                    return
                 await self._run_async(delivery)
         except asyncio.CancelledError:
             if self.stopping.is_set() and not delivery.settling:

@@ -185,3 +185,22 @@ def test_concurrent_stops_shut_down_once() -> None:
         stopper.join(10)
     assert worker.stopped.is_set()
     assert not any(stopper.is_alive() for stopper in stoppers)
+
+
+def test_stop_returns_async_messages_that_waited_for_a_slot() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    started: list[int] = []
+
+    @actors.actor
+    async def hold(n: int) -> None:
+        started.append(n)
+        await asyncio.sleep(30)
+
+    worker = actors.Worker(broker, threads=1, async_concurrency=1, prefetch=5)
+    worker.start()
+    for n in range(4):
+        hold.send(n)
+    wait_until(lambda: started, message="one async actor running")
+    worker.stop(timeout=0.2)
+    assert len(started) == 1  # the three waiting for the slot never started
+    assert broker.queue_depth("default") == 4  # all four are back in the queue
