@@ -16,7 +16,7 @@ _warned: set[str] = set()
 
 
 def optional_backend(feature: str) -> Backend | None:
-    """Return the process backend, or None (warning once per `feature`) if none is configured.
+    """Return the process backend, or None (logged once per `feature`) if none is configured.
 
     Status tracking and cancellation checks are on by default; a process with a broker that
     has no default backend (RabbitMQ) and no ``set_backend`` simply goes without them.
@@ -26,5 +26,8 @@ def optional_backend(feature: str) -> Backend | None:
     except ConfigurationError:
         if feature not in _warned:
             _warned.add(feature)
-            logger.warning("%s is off: no backend configured (actors.set_backend)", feature)
+            # Expected with RabbitMQ alone, so not a warning: say once how to turn it on.
+            logger.info(
+                "%s is off: it needs a backend (actors.set_backend or ACTORS_BACKEND_URL)", feature
+            )
         return None
