@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 
 LOCALHOST = "127.0.0.1"
 
@@ -23,17 +21,3 @@ def port_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool
             return True
     except OSError:
         return False
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    timeout: float,
-    what: str,
-    interval: float = 0.05,
-) -> None:
-    """Poll ``condition`` until it is true; raise ``TimeoutError`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)

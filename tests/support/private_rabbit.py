@@ -31,7 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.support.net import LOCALHOST, free_port, port_accepts, wait_until
+from actors.testing import wait_until
+from tests.support.net import LOCALHOST, free_port, port_accepts
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -101,7 +102,11 @@ class PrivateRabbit:
                 start_new_session=True,
             )
         try:
-            wait_until(self._amqp_ready, timeout, f"AMQP port {self.port} of {self.nodename}")
+            wait_until(
+                self._amqp_ready,
+                timeout=timeout,
+                message=f"AMQP port {self.port} of {self.nodename}",
+            )
             remaining = max(1, int(timeout - (time.monotonic() - began)))
             self.ctl("await_startup", "--timeout", str(remaining), timeout=remaining + 10)
         except BaseException:
@@ -135,12 +140,18 @@ class PrivateRabbit:
     def stop_app(self, timeout: float = 60.0) -> None:
         """Stop the RabbitMQ application (the Erlang node stays up); AMQP stops accepting."""
         self.ctl("stop_app", timeout=timeout)
-        wait_until(lambda: not port_accepts(self.port), timeout, f"port {self.port} to close")
+        wait_until(
+            lambda: not port_accepts(self.port),
+            timeout=timeout,
+            message=f"port {self.port} to close",
+        )
 
     def start_app(self, timeout: float = 60.0) -> None:
         """Start the RabbitMQ application again and wait until AMQP accepts."""
         self.ctl("start_app", timeout=timeout)
-        wait_until(lambda: port_accepts(self.port), timeout, f"port {self.port} to accept")
+        wait_until(
+            lambda: port_accepts(self.port), timeout=timeout, message=f"port {self.port} to accept"
+        )
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the node (``rabbitmqctl stop``), kill leftovers and remove the temp dir."""

@@ -18,7 +18,8 @@ from typing import Self
 
 import redis
 
-from tests.support.net import LOCALHOST, free_port, wait_until
+from actors.testing import wait_until
+from tests.support.net import LOCALHOST, free_port
 
 REDIS_SERVER = "redis-server"
 
@@ -63,7 +64,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self._answers_ping, timeout, f"redis-server on port {self.port}")
+        wait_until(self._answers_ping, timeout=timeout, message=f"redis-server on port {self.port}")
         return self
 
     def kill(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> None:

@@ -17,8 +17,9 @@ import pika
 import pika.exceptions
 import pytest
 
+from actors.testing import wait_until
 from tests.support.ledger import Ledger
-from tests.support.net import LOCALHOST, port_accepts, wait_until
+from tests.support.net import LOCALHOST, port_accepts
 from tests.support.private_rabbit import PrivateRabbit
 
 if TYPE_CHECKING:  # importing the plugin module before pytest registers it defeats its rewrite
@@ -131,9 +132,13 @@ def test_proxy_forwards_and_cut_resets_both_sides(
         proxy.cut()
         with pytest.raises(ConnectionResetError):
             client.recv(1)
-    wait_until(lambda: echo_server.resets == 1, IO_TIMEOUT, "the server to see a reset")
+    wait_until(
+        lambda: echo_server.resets == 1, timeout=IO_TIMEOUT, message="the server to see a reset"
+    )
     assert proxy.connections_accepted == 1
-    wait_until(lambda: proxy.open_connections == 0, IO_TIMEOUT, "the link to be dropped")
+    wait_until(
+        lambda: proxy.open_connections == 0, timeout=IO_TIMEOUT, message="the link to be dropped"
+    )
 
 
 def test_proxy_stall_holds_bytes_both_ways_until_resume(
@@ -198,7 +203,9 @@ def test_proxy_cut_after_bytes_cuts_mid_message(
         client.sendall(bytes(range(100)))
         with pytest.raises(ConnectionResetError):
             read_to_end(client)
-    wait_until(lambda: echo_server.resets == 1, IO_TIMEOUT, "the server to see a reset")
+    wait_until(
+        lambda: echo_server.resets == 1, timeout=IO_TIMEOUT, message="the server to see a reset"
+    )
     assert bytes(echo_server.received) == bytes(range(10))
 
 
