@@ -64,9 +64,12 @@ def run_child(spec: WorkerSpec, on_boot: Callable[[], None] | None = None) -> No
         max_messages=spec.max_tasks,
     )
     worker.supervised = True
+    supervisor = os.getppid()
     worker.start()
     while not stop_asked.wait(0.2) and not worker.stopping.is_set():
-        pass
+        if os.getppid() != supervisor:  # the supervisor was killed: do not run on as an orphan
+            logger.error("the supervisor (pid %s) is gone; shutting down", supervisor)
+            break
     worker.stop()
     logging.shutdown()
     os._exit(0)

@@ -196,3 +196,13 @@ def test_watch_restarts_the_workers_when_code_changes(tmp_path: Path) -> None:
     finally:
         if process.is_running():
             process.kill()
+
+
+def test_children_shut_down_when_the_supervisor_is_killed(supervisor: psutil.Popen) -> None:
+    children = wait_until(
+        lambda: len(kids := supervisor.children()) == 2 and kids, timeout=30, message="children"
+    )
+    supervisor.kill()
+    supervisor.wait(10)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == []
