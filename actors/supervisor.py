@@ -41,8 +41,14 @@ class WorkerSpec:
     max_tasks: int | None
 
 
-def run_child(spec: WorkerSpec, on_boot: Callable[[], None] | None = None) -> None:
-    """The body of one worker process: consume until SIGTERM, then shut down and exit 0."""
+def run_child(spec: WorkerSpec, supervisor: int, on_boot: Callable[[], None] | None = None) -> None:
+    """The body of one worker process: consume until SIGTERM, then shut down and exit 0.
+
+    Args:
+        spec: What to run.
+        supervisor: The supervisor's pid; the child shuts down if it stops being its parent.
+        on_boot: Called once the broker is set (metrics set-up).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM
     stop_asked = threading.Event()
 
@@ -64,7 +70,6 @@ def run_child(spec: WorkerSpec, on_boot: Callable[[], None] | None = None) -> No
         max_messages=spec.max_tasks,
     )
     worker.supervised = True
-    supervisor = os.getppid()
     worker.start()
     while not stop_asked.wait(0.2) and not worker.stopping.is_set():
         if os.getppid() != supervisor:  # the supervisor was killed: do not run on as an orphan
@@ -118,7 +123,7 @@ class Supervisor:
     def _start(self, slot: int) -> None:
         child = self._context.Process(
             target=run_child,
-            args=(self.spec, self._on_child_boot),
+            args=(self.spec, os.getpid(), self._on_child_boot),
             name=f"actors-worker-{slot}",
             daemon=False,
         )
