@@ -110,10 +110,14 @@ class Supervisor:
         """Run until told to stop; return the exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        # Snapshot before the children start, so that a change while they boot counts too.
+        before = _snapshot(self.watch) if self.watch is not None else {}
         for slot in range(self.processes):
             self._start(slot)
         if self.watch is not None:
-            threading.Thread(target=self._watch_files, name="actors-watch", daemon=True).start()
+            threading.Thread(
+                target=self._watch_files, args=(before,), name="actors-watch", daemon=True
+            ).start()
         self._supervise()
         if self._restart_after:
             logger.info("code changed: restarting")
@@ -174,9 +178,8 @@ class Supervisor:
         logger.info("received %s: shutting down", signal.Signals(signum).name)
         self._stopping.set()
 
-    def _watch_files(self) -> None:
+    def _watch_files(self, before: dict[Path, float]) -> None:
         assert self.watch is not None
-        before = _snapshot(self.watch)
         while not self._stopping.wait(1.0):
             now = _snapshot(self.watch)
             if now != before:

@@ -196,6 +196,7 @@ def test_watch_restarts_the_workers_when_code_changes(tmp_path: Path) -> None:
     finally:
         if process.is_running():
             process.kill()
+            process.wait(10)
 
 
 def test_children_shut_down_when_the_supervisor_is_killed(supervisor: psutil.Popen) -> None:
