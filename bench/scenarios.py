@@ -101,6 +101,17 @@ SCENARIOS: dict[str, Scenario] = {
             "raw_pika",
             "sequential send -> task INCR+RPUSH -> driver BLPOP, end to end",
         ),
+        # Dramatiq's and raw pika's senders never wait for a confirm: for them this scenario is
+        # their `latency`; actors sends with RabbitmqBroker(confirm_delivery=False) here.
+        Scenario(
+            "latency_noconfirm",
+            "rabbitmq",
+            500,
+            100,
+            False,
+            "raw_pika",
+            "latency with a sender that does not wait for publisher confirms (worker unchanged)",
+        ),
         Scenario(
             "redis_drain_1x8",
             "redis",

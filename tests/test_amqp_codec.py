@@ -105,16 +105,24 @@ def test_publish_frames_split_a_large_body_at_frame_max() -> None:
 
 
 def test_ack_frames_decode_as_pika_methods() -> None:
-    used, frame = pika.frame.decode_frame(
+    _, frame = pika.frame.decode_frame(
         wire.method_frame(1, wire.BASIC_ACK, wire.ack(12345678901, True))
     )
     assert isinstance(frame.method, pika.spec.Basic.Ack)
     assert (frame.method.delivery_tag, frame.method.multiple) == (12345678901, True)
-    used, frame = pika.frame.decode_frame(
+    _, frame = pika.frame.decode_frame(
         wire.method_frame(1, wire.BASIC_NACK, wire.nack(9, requeue=True))
     )
-    assert isinstance(frame.method, pika.spec.Basic.Nack)
-    assert (frame.method.delivery_tag, frame.method.requeue, frame.method.multiple) == (9, True, False)
+    nack = frame.method
+    assert isinstance(nack, pika.spec.Basic.Nack)
+    assert (nack.delivery_tag, nack.requeue, nack.multiple) == (9, True, False)
+
+
+def test_the_prebuilt_ack_frame_is_the_ack_method_frame() -> None:
+    for tag, multiple in ((1, False), (2**40, True)):
+        assert wire.ack_frame(1, tag, multiple) == wire.method_frame(
+            1, wire.BASIC_ACK, wire.ack(tag, multiple)
+        )
 
 
 def test_deliver_arguments_read_from_pika_frames() -> None:

@@ -101,6 +101,7 @@ class Actors(System):
             "drain_bare_1x8",
             "drain_delayed_1x8",
             "latency",
+            "latency_noconfirm",
             "redis_drain_1x8",
             "redis_latency",
         }
@@ -200,9 +201,9 @@ class Actors(System):
     def scenario_redis_drain_1x8(self, n: int) -> dict[str, Any]:
         return self._drain("redis_drain_1x8", n, "redis", 1)
 
-    def _latency(self, scenario: str, n: int, broker: str) -> dict[str, Any]:
+    def _latency(self, scenario: str, n: int, broker: str, confirm: bool = True) -> dict[str, Any]:
         names = Names(self.name, scenario)
-        tasks = _tasks(names, broker)
+        tasks = _tasks(names, broker, confirm=confirm)
         send = tasks.incr.send
         plan = LatencyPlan(
             start=lambda: _workers(names, broker, 1),
@@ -222,6 +223,9 @@ class Actors(System):
 
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return self._latency("latency", n, "rabbitmq")
+
+    def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
+        return self._latency("latency_noconfirm", n, "rabbitmq", confirm=False)
 
     def scenario_redis_latency(self, n: int) -> dict[str, Any]:
         return self._latency("redis_latency", n, "redis")

@@ -64,6 +64,7 @@ class Dramatiq(System):
             "drain_2x8",
             "drain_delayed_1x8",
             "latency",
+            "latency_noconfirm",
             "redis_drain_1x8",
             "redis_latency",
         }
@@ -164,6 +165,9 @@ class Dramatiq(System):
 
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return self._latency("latency", n, "rabbitmq")
+
+    def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
+        return self._latency("latency_noconfirm", n, "rabbitmq")  # its default: no confirms
 
     def scenario_redis_latency(self, n: int) -> dict[str, Any]:
         return self._latency("redis_latency", n, "redis")

@@ -112,7 +112,15 @@ def raw_amqp_latency(kind: str, system: str, n: int) -> dict[str, Any]:
 class RawPika(System):
     name = "raw_pika"
     scenarios = frozenset(
-        {"send_confirm", "send_noconfirm", "bulk_confirm", "drain_1x8", "drain_2x8", "latency"}
+        {
+            "send_confirm",
+            "send_noconfirm",
+            "bulk_confirm",
+            "drain_1x8",
+            "drain_2x8",
+            "latency",
+            "latency_noconfirm",
+        }
     )
     packages = ("pika", "redis")
 
@@ -162,6 +170,9 @@ class RawPika(System):
 
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return raw_amqp_latency("pika", self.name, n)
+
+    def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
+        return raw_amqp_latency("pika", self.name, n)  # it never waits for confirms
 
 
 def _bulk_select(queue: str, body: bytes, n: int) -> dict[str, Any]:

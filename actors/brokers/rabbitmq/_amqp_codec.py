@@ -112,7 +112,7 @@ def _decode_value(buf: Any, pos: int) -> tuple[Any, int]:
         except UnicodeDecodeError:
             return raw, end
     if kind == 0x46:  # 'F' table
-        return decode_table(buf, pos, end), end
+        return _table_from(buf, pos, end), end
     if kind == 0x41:  # 'A' array
         items = []
         while pos < end:
@@ -126,12 +126,36 @@ def _decode_value(buf: Any, pos: int) -> tuple[Any, int]:
 
 def decode_table(buf: Any, pos: int, end: int) -> dict[str, Any]:
     """Decode the field table stored in ``buf[pos:end]``."""
+    data = bytes(buf[pos:end])  # indexing and slicing bytes is the cheapest way through
+    return _table_from(data, 0, len(data))
+
+
+_KEYS: dict[bytes, str] = {}  # header names seen, decoded once
+_KEYS_KEPT = 512
+
+
+def _table_from(data: bytes, pos: int, end: int) -> dict[str, Any]:
     table: dict[str, Any] = {}
+    keys = _KEYS
     while pos < end:
-        size = buf[pos]
-        key = bytes(buf[pos + 1 : pos + 1 + size]).decode()
-        value, pos = _decode_value(buf, pos + 1 + size)
-        table[key] = value
+        size = data[pos]
+        raw_key = data[pos + 1 : pos + 1 + size]
+        pos += 1 + size
+        key = keys.get(raw_key)
+        if key is None:
+            key = raw_key.decode()
+            if len(keys) < _KEYS_KEPT:
+                keys[raw_key] = key
+        if data[pos] == 0x53:  # 'S', nearly every header of ours: inlined
+            (length,) = _U32.unpack_from(data, pos + 1)
+            raw = data[pos + 5 : pos + 5 + length]
+            pos += 5 + length
+            try:
+                table[key] = raw.decode()
+            except UnicodeDecodeError:
+                table[key] = raw
+        else:
+            table[key], pos = _decode_value(data, pos)
     return table
 
 
@@ -266,28 +290,29 @@ def _plan(flags: int) -> tuple[tuple[str, int], ...]:
 
 def decode_properties(buf: Any, pos: int, end: int) -> Properties:
     """Decode a content header's property flags and list (``buf[pos:end]``)."""
-    (flags,) = _U16.unpack_from(buf, pos)
-    pos += 2
+    data = bytes(buf[pos:end])
+    (flags,) = _U16.unpack_from(data, 0)
+    pos = 2
     props = Properties()
     for name, kind in _plan(flags):
         value: Any
         if kind == _SHORTSTR:
-            size = buf[pos]
-            value = bytes(buf[pos + 1 : pos + 1 + size]).decode()
+            size = data[pos]
+            value = data[pos + 1 : pos + 1 + size].decode()
             pos += 1 + size
         elif kind == _TABLE:
-            (size,) = _U32.unpack_from(buf, pos)
-            value = decode_table(buf, pos + 4, pos + 4 + size)
+            (size,) = _U32.unpack_from(data, pos)
+            value = _table_from(data, pos + 4, pos + 4 + size)
             pos += 4 + size
         elif kind == _OCTET:
-            value = buf[pos]
+            value = data[pos]
             pos += 1
         else:
             pos += 8
             continue
         if name in _KEPT:
             setattr(props, name, value)
-    if pos > end:
+    if pos > len(data):
         raise ProtocolError("content header properties run past their frame")
     return props
 
@@ -435,6 +460,17 @@ def cancel(consumer_tag: str) -> bytes:
 def ack(delivery_tag: int, multiple: bool) -> bytes:
     """``basic.ack`` arguments."""
     return _DELIVERY_TAG_BITS.pack(delivery_tag, 1 if multiple else 0)
+
+
+# A whole basic.ack frame: header (type, channel, size 13), class/method, tag, bits, end.
+_ACK_FRAME = struct.Struct(">BHIHHQBB")
+
+
+def ack_frame(channel: int, delivery_tag: int, multiple: bool) -> bytes:
+    """A complete ``basic.ack`` frame (the hot path: one pack, no joins)."""
+    return _ACK_FRAME.pack(
+        FRAME_METHOD, channel, 13, *BASIC_ACK, delivery_tag, 1 if multiple else 0, FRAME_END
+    )
 
 
 def nack(delivery_tag: int, requeue: bool) -> bytes:

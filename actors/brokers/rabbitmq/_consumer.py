@@ -259,16 +259,14 @@ class RabbitmqConsumer(Consumer):
         while order and order[0] not in unsettled:
             order.popleft()
         oldest = order[0] if order else None
-        frames = []
+        ack_frame = wire.ack_frame
         below = [tag for tag in acked if oldest is None or tag < oldest]
-        if below:
-            frames.append(wire.method_frame(CHANNEL, wire.BASIC_ACK, wire.ack(max(below), True)))
+        frames = ack_frame(CHANNEL, max(below), True) if below else b""
         if len(below) < len(acked):
-            for tag in acked:
-                if oldest is not None and tag > oldest:
-                    frames.append(wire.method_frame(CHANNEL, wire.BASIC_ACK, wire.ack(tag, False)))
+            assert oldest is not None
+            frames += b"".join(ack_frame(CHANNEL, tag, False) for tag in acked if tag > oldest)
         acked.clear()
-        return b"".join(frames)
+        return frames
 
     def move(self, delivery: RabbitmqDelivery, queue: str, headers: dict[str, Any]) -> None:
         """Publish a confirmed copy of `delivery` to `queue`, then ack the original.
