@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 import click
 
 import actors
 from actors import registry
-from actors.broker import Broker
 from actors.errors import ActorsError
-from actors.scheduler import Scheduler, entries, run_now, set_enabled
 from actors.settings import ENV_BACKEND_URL, ENV_BROKER_URL, backend_from_url, broker_from_url
-from actors.supervisor import Supervisor, WorkerSpec
+from actors.supervisor import EXIT_IMPORT_ERROR, Supervisor, WorkerSpec, import_error
+
+if TYPE_CHECKING:
+    from actors.broker import Broker
 
 P = ParamSpec("P")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
-EXIT_IMPORT_ERROR = 2
 
 broker_option = click.option(
     "--broker",
@@ -51,20 +50,10 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 def import_modules(modules: tuple[str, ...], *, debug: bool) -> None:
     """Import the modules that declare actors; exit 2 with one clear line if one fails."""
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to the caller
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            if debug:
-                logging.getLogger("actors.cli").exception("cannot import %s", module)
-            click.echo(
-                f"actors: cannot import module {module!r}: {type(exc).__name__}: {exc} "
-                "(run with --log-level debug for the traceback)",
-                err=True,
-            )
-            sys.exit(EXIT_IMPORT_ERROR)
+    error = import_error(modules, debug=debug)
+    if error is not None:
+        click.echo(error, err=True)
+        sys.exit(EXIT_IMPORT_ERROR)
 
 
 @contextlib.contextmanager
@@ -90,8 +79,15 @@ def _clear_errors(command: Callable[P, None]) -> Callable[P, None]:
     return run
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"actors, version {actors.__version__}")
+        ctx.exit()
+
+
 @click.group()
-@click.version_option(actors.__version__, prog_name="actors")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")  # fmt: skip
 def main() -> None:
     """actors: run and operate background workers."""
 
@@ -185,8 +181,9 @@ def worker(
     signal forces the exit. Exits 2 if a module cannot be imported.
     """
     _configure_logging(log_level, log_file)
-    import_modules(modules, debug=log_level == "debug")
     spec = WorkerSpec(
+        modules=modules,
+        debug=log_level == "debug",
         broker_url=broker_url,
         queues=tuple(q for group in queues for q in group.split(",") if q),
         threads=threads,
@@ -358,6 +355,8 @@ def scheduler_start(
     modules: tuple[str, ...], broker_url: str | None, backend_url: str | None, log_level: str
 ) -> None:
     """Enqueue the ticks of the schedules declared in MODULES until SIGTERM or SIGINT."""
+    from actors.scheduler import Scheduler
+
     _configure_logging(log_level, None)
     import_modules(modules, debug=log_level == "debug")
     _use(broker_url, backend_url)
@@ -373,6 +372,8 @@ def scheduler_start(
 @_clear_errors
 def scheduler_list(modules: tuple[str, ...], backend_url: str | None) -> None:
     """List the schedules declared in MODULES with their next run times."""
+    from actors.scheduler import entries
+
     import_modules(modules, debug=False)
     _use(None, backend_url)
     for entry in entries():
@@ -393,6 +394,8 @@ def scheduler_run(
     name: str, modules: tuple[str, ...], broker_url: str | None, backend_url: str | None
 ) -> None:
     """Enqueue a message of schedule NAME (declared in MODULES) now."""
+    from actors.scheduler import run_now
+
     import_modules(modules, debug=False)
     _use(broker_url, backend_url)
     try:
@@ -407,6 +410,8 @@ def scheduler_run(
 @_clear_errors
 def scheduler_enable(name: str, backend_url: str | None) -> None:
     """Enable schedule NAME for every scheduler."""
+    from actors.scheduler import set_enabled
+
     _use(None, backend_url)
     set_enabled(name, True)
     click.echo(f"{name} enabled")
@@ -418,6 +423,8 @@ def scheduler_enable(name: str, backend_url: str | None) -> None:
 @_clear_errors
 def scheduler_disable(name: str, backend_url: str | None) -> None:
     """Disable schedule NAME for every scheduler (until enabled again)."""
+    from actors.scheduler import set_enabled
+
     _use(None, backend_url)
     set_enabled(name, False)
     click.echo(f"{name} disabled")

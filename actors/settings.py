@@ -42,6 +42,12 @@ def env_backend_url() -> str | None:
     return os.environ.get(ENV_BACKEND_URL) or None
 
 
+def broker_module(url: str) -> str | None:
+    """Return the name of the module of the broker that `url` names (None: unknown scheme)."""
+    entry = _BROKERS.get(urlsplit(url).scheme.lower())
+    return entry[0] if entry else None
+
+
 def broker_from_url(url: str, **options: Any) -> Broker:
     """Create the broker that `url` names (``amqp://``, ``redis://``, ``memory://`` ...).
 

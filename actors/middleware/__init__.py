@@ -30,11 +30,12 @@ group's results are stored before it counts as complete).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from actors.middleware.age_limit import AgeLimit
 from actors.middleware.base import Middleware
 from actors.middleware.callbacks import Callbacks
 from actors.middleware.cancellation import Cancellation
-from actors.middleware.prometheus import Prometheus
 from actors.middleware.rate_limits import ConcurrencyLimiter, RateLimiter, RateLimits
 from actors.middleware.results import Results
 from actors.middleware.retries import Retries
@@ -44,6 +45,18 @@ from actors.middleware.status import Status
 from actors.middleware.time_limit import TimeLimit
 from actors.middleware.unique import Unique
 from actors.middleware.workflows import Workflows
+
+if TYPE_CHECKING:
+    from actors.middleware.prometheus import Prometheus
+
+
+def __getattr__(name: str) -> Any:
+    # Not in the default stack (and it declares no actor option): loaded when first asked for.
+    if name == "Prometheus":
+        from actors.middleware.prometheus import Prometheus
+
+        return Prometheus
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_middleware() -> list[Middleware]:
