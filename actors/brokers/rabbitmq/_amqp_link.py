@@ -29,7 +29,7 @@ logger = logging.getLogger("actors.brokers.rabbitmq")
 CHANNEL = 1
 _FRAME_MAX = 131072
 _READ_SIZE = 262144
-_TICK = 1.0  # seconds between heartbeat checks on a quiet connection
+_TICK = 0.2  # seconds between heartbeat checks and `on_tick` calls
 
 
 class LinkClosed(Exception):
@@ -48,6 +48,9 @@ class LinkEvents(Protocol):
     def on_confirm(self, tag: int, multiple: bool, nacked: bool) -> None: ...
 
     def on_cancelled(self, consumer_tag: str) -> None: ...
+
+    def on_tick(self) -> None:
+        """Called every `_TICK` seconds or so, busy or idle."""
 
 
 class AmqpLink:
@@ -75,7 +78,7 @@ class AmqpLink:
         self._received = 0
         self.frame_max = _FRAME_MAX
         self.heartbeat = 0
-        self._last_read = self._last_write = time.monotonic()
+        self._last_read = self._last_write = self._last_tick = time.monotonic()
         self._closing = False
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
@@ -300,9 +303,12 @@ class AmqpLink:
         return data
 
     def _keep_alive(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick >= _TICK:
+            self._last_tick = now
+            self._events.on_tick()
         if not self.heartbeat:
             return
-        now = time.monotonic()
         if now - self._last_read > 2 * self.heartbeat:
             raise LinkClosed(f"missed heartbeats: nothing from RabbitMQ for {2 * self.heartbeat}s")
         if now - self._last_write > self.heartbeat / 2:

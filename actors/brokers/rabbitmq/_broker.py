@@ -16,7 +16,6 @@ import pika.exceptions
 from actors import names
 from actors.broker import Broker, Consumer, DeadLetter, DeliveryHandler
 from actors.brokers.rabbitmq import _topology as topology
-from actors.brokers.rabbitmq._admin import ManagementApi
 from actors.brokers.rabbitmq._consumer import RabbitmqConsumer, carried_headers
 from actors.brokers.rabbitmq._settings import QueueType, RabbitmqSettings
 from actors.brokers.rabbitmq._sync import Link, Outgoing, Producer
@@ -26,6 +25,7 @@ from actors.errors import BrokerError, QueueNotFound
 if TYPE_CHECKING:
     import ssl
 
+    from actors.brokers.rabbitmq._admin import ManagementApi
     from actors.brokers.rabbitmq._async import AsyncPublisher
     from actors.encoding import Codec, Envelope
     from actors.middleware.base import Middleware
@@ -86,7 +86,6 @@ class RabbitmqBroker(Broker):
             queue_type, dlq_ttl, max_deliveries, management_url, ssl_context,
         )  # fmt: skip
         self._producer = Producer(self.settings)
-        self._admin = ManagementApi(self.settings)
         self._declared: set[str] = set()
         self._ladder_declared = False
         self._lock = threading.Lock()
@@ -338,6 +337,12 @@ class RabbitmqBroker(Broker):
         )
         return Outgoing("", queue, body, replayed)
 
+    def _management(self) -> ManagementApi:
+        # Imported on first use: workers never need urllib's HTTP and email stack.
+        from actors.brokers.rabbitmq._admin import ManagementApi
+
+        return ManagementApi(self.settings)
+
     def dead_letter_queues(self) -> dict[str, int]:
         """Every ``*.DLQ`` queue of the vhost with its ready messages (management API).
 
@@ -345,13 +350,13 @@ class RabbitmqBroker(Broker):
             BrokerConnectionError: The management API is not reachable.
         """
         found = sorted(
-            q["name"] for q in self._admin.queues() if names.is_dead_letter_queue(q["name"])
+            q["name"] for q in self._management().queues() if names.is_dead_letter_queue(q["name"])
         )
         return {name: self._ready(name) for name in found}
 
     def queue_names(self) -> list[str]:
         """Names of every queue of the vhost (management API)."""
-        return sorted(str(queue["name"]) for queue in self._admin.queues())
+        return sorted(str(queue["name"]) for queue in self._management().queues())
 
     def delete_queue(self, queue: str) -> None:
         """Delete `queue` and the messages in it (tests, tools)."""
