@@ -21,6 +21,7 @@ from actors import names
 from actors.brokers.redis import RedisBroker
 from actors.delivery import Delivery, Failure
 from actors.errors import ConnectionFailed
+from actors.status import State
 from actors.testing import running_worker, wait_until
 from tests.redis_support import REDIS_URL, open_redis_broker
 from tests.support.fixtures import RedisFactory
@@ -278,6 +279,56 @@ def test_acknowledged_messages_leave_no_trace(
     assert client.xlen(stream) == 0
     assert client.xpending(stream, names.REDIS_GROUP)["pending"] == 0
     assert client.memory_usage(stream) < 2_000  # bytes: entries are deleted on ack
+
+
+def test_an_ack_goes_out_while_the_other_prefetched_messages_are_still_held(
+    make_broker: BrokerFactory, client: redis.Redis
+) -> None:
+    # Given a consumer holding four messages, its whole prefetch, none of them settled
+    broker = make_broker()
+    broker.declare_queue("held")
+    for n in range(4):
+        broker.publish_raw("held", b"body %d" % n)
+    consumer, taken = collect(broker, "held", prefetch=4)
+    stream = stream_key(broker, "held")
+    try:
+        wait_until(lambda: len(taken) == 4, message="four deliveries")
+        # When one is acknowledged and the other three stay in flight
+        taken[0].ack()
+        # Then its entry is acknowledged and deleted without waiting for the others
+        wait_until(lambda: client.xlen(stream) == 3, timeout=5, message="the ack")
+        assert client.xpending(stream, names.REDIS_GROUP)["pending"] == 3
+        # And the free slot takes the next message
+        broker.publish_raw("held", b"body 4")
+        wait_until(lambda: len(taken) == 5, timeout=5, message="the fifth delivery")
+        for delivery in taken[1:]:
+            delivery.ack()
+        wait_until(lambda: client.xlen(stream) == 0, timeout=5, message="every ack")
+        assert client.xpending(stream, names.REDIS_GROUP)["pending"] == 0
+    finally:
+        consumer.close()
+
+
+def test_status_of_a_drained_batch_reaches_its_final_state(
+    make_broker: BrokerFactory,
+) -> None:
+    # Given many quick messages on a worker with the default stack (status on with Redis)
+    broker = make_broker()
+
+    @actors.actor(queue="quick")
+    def quick(number: int) -> None: ...
+
+    messages = [quick.message(n) for n in range(200)]
+    broker.enqueue_many(messages)
+    # When they are drained
+    with running_worker(broker, threads=8):
+        broker.join("quick", timeout=30)
+        # Then every message's status reaches "succeeded" (written in batches, shortly after)
+        wait_until(
+            lambda: all(actors.status(m.id).state is State.SUCCEEDED for m in messages),
+            timeout=10,
+            message="every status succeeded",
+        )
 
 
 def test_dead_letters_carry_the_reason_as_readable_fields(

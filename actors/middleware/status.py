@@ -31,6 +31,10 @@ _LINGER = 0.05  # seconds the writer waits for more writes before it sends a bat
 # Dead-letter reasons that are not an error of the actor: the state is "dead-lettered".
 _NOT_ACTOR_FAILURES = frozenset({"decode-error", "unknown-actor", "max-age", "poison"})
 
+# The states written for every message, looked up once (enum attribute access is not free).
+_RUNNING = State.RUNNING.value
+_SUCCEEDED = State.SUCCEEDED.value
+
 _Write = tuple["Status", str, dict[str, str]]
 _pending: contextvars.ContextVar[list[_Write] | None] = contextvars.ContextVar(
     "actors_status_batch", default=None
@@ -60,6 +64,9 @@ class _Writer:
     Hooks only queue their write (no round trip on the worker's hot path, no blocking call on
     the event loop); the thread sends whatever accumulated in one pipeline. A status may
     therefore lag the message by up to about 50 ms.
+
+    While it lingers the thread sleeps on an event that only `flush` and `close` set, not on
+    the queue: a write that arrives then is a plain append, with no thread to wake.
     """
 
     def __init__(self, write: Callable[[list[tuple[str, dict[str, str]]]], None]) -> None:
@@ -67,6 +74,7 @@ class _Writer:
         self._queue: queue.SimpleQueue[tuple[str, dict[str, str]] | threading.Event | None] = (
             queue.SimpleQueue()
         )
+        self._urgent = threading.Event()
         self._thread = threading.Thread(target=self._run, name="actors-status", daemon=True)
         self._thread.start()
 
@@ -76,12 +84,14 @@ class _Writer:
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued, then stop."""
         self._queue.put(None)
+        self._urgent.set()
         self._thread.join(timeout)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every write queued so far was sent."""
         done = threading.Event()
         self._queue.put(done)
+        self._urgent.set()
         done.wait(timeout)
 
     def _run(self) -> None:
@@ -89,10 +99,11 @@ class _Writer:
         while running:
             batch: list[tuple[str, dict[str, str]]] = []
             marks: list[threading.Event] = []
-            item = self._queue.get()
-            # Linger briefly after the first write so that a busy worker sends one pipeline
-            # per batch, not one per message; a flush (or stop) sends at once.
-            deadline = time.monotonic() + _LINGER
+            item: tuple[str, dict[str, str]] | threading.Event | None = self._queue.get()
+            # Linger after the first write so that a busy worker sends one pipeline per batch,
+            # not one per message; a flush (or stop) sends at once.
+            self._urgent.wait(_LINGER)
+            self._urgent.clear()
             while True:
                 if item is None:
                     running = False
@@ -100,14 +111,12 @@ class _Writer:
                     marks.append(item)
                 else:
                     batch.append(item)
-                remaining = deadline - time.monotonic()
-                if not running or marks or len(batch) >= _BATCH or remaining <= 0:
-                    break
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._send(batch)
+            for start in range(0, len(batch), _BATCH):
+                self._send(batch[start : start + _BATCH])
             for mark in marks:
                 mark.set()
 
@@ -218,8 +227,9 @@ class Status(Middleware):
         if self._off or message is None or not delivery.option("track_status", True):
             return
         now = _now()
-        self._set(delivery, state=State.RUNNING.value, actor=message.actor, queue=message.queue,
-                  attempts=str(message.retries + 1), started_at=now, updated_at=now)  # fmt: skip
+        self._put(message.id, {"state": _RUNNING, "actor": message.actor, "queue": message.queue,
+                               "attempts": str(message.retries + 1), "started_at": now,
+                               "updated_at": now})  # fmt: skip
 
     def after_process_message(
         self,
@@ -234,9 +244,10 @@ class Status(Middleware):
             return
         outcome = delivery.outcome
         if outcome is Outcome.ACK and exception is None:
-            now = _now()
-            self._set(delivery, state=State.SUCCEEDED.value, progress="100", finished_at=now,
-                      updated_at=now)  # fmt: skip
+            if delivery.option("track_status", True):
+                now = _now()
+                self._put(delivery.message_id, {"state": _SUCCEEDED, "progress": "100",
+                                                "finished_at": now, "updated_at": now})  # fmt: skip
         elif outcome is Outcome.RETRY:
             error = f"{type(exception).__name__}: {exception}" if exception is not None else ""
             self._set(delivery, state=State.RETRYING.value, error=error, updated_at=_now())
@@ -265,11 +276,14 @@ class Status(Middleware):
             return
         if delivery.actor is not None and not delivery.option("track_status", True):
             return
+        self._put(delivery.message_id, fields)
+
+    def _put(self, message_id: str, fields: dict[str, str]) -> None:
         writer = self._writer
         if writer is not None:
-            writer.put(delivery.message_id, fields)
+            writer.put(message_id, fields)
         else:
-            self.write([(delivery.message_id, fields)])
+            self.write([(message_id, fields)])
 
 
 def _final_state(failure: Failure) -> State:

@@ -3,9 +3,12 @@
 Two threads per consumer, each with its own connection:
 
 - the reader blocks in XREADGROUP (no polling), takes due delayed messages and claims the
-  entries of dead consumers, and hands deliveries to the worker;
-- the settler batches acknowledgements (XACK + XDEL in one MULTI per batch), moves dead letters
-  and requeued messages, and refreshes the idle time of in-flight entries (the heartbeat).
+  entries of dead consumers, and hands deliveries to the worker; while messages flow, each of
+  its reads also carries the acks of the messages finished since the last one (one round trip
+  for both);
+- the settler sends the acks that come while the reader is parked in a blocking read (XACK +
+  XDEL in one MULTI per batch), moves dead letters and requeued messages, and refreshes the
+  idle time of in-flight entries (the heartbeat).
 
 Both retry with backoff while Redis is unreachable; unsettled entries stay in the group's
 pending list meanwhile, so nothing is lost (see docs/redis.md).
@@ -24,6 +27,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import redis
 
 from actors import names
@@ -40,6 +44,8 @@ logger = logging.getLogger("actors.brokers.redis")
 
 #: The longest a reader blocks before it looks again for due delayed messages (seconds).
 IDLE_WAKEUP = 1.0
+#: The longest a finished message waits for the reader's next read to carry its ack (seconds).
+ACK_LINGER = 0.01
 _PROMOTE_LIMIT = 100
 _GROUP = names.REDIS_GROUP
 RETRIED_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, BrokerConnectionError)
@@ -112,6 +118,7 @@ class RedisConsumer(Consumer):
             for q in self._queues
         ]
         self._by_key = {stream[0]: stream for stream in self._streams}
+        self._index = {key: i for i, (key, _, _) in enumerate(self._streams, 1)}
         stream_keys = [key for key, _, _ in self._streams]
         delay_keys = [broker.delay_keys(q) for q in self._queues]
         self._take_keys = [k[0] for k in delay_keys] + [k[1] for k in delay_keys] + stream_keys
@@ -119,7 +126,17 @@ class RedisConsumer(Consumer):
         self._claim_interval = max(0.1, broker.claim_after / 2)
         self._heartbeat_interval = max(0.05, broker.claim_after / 3)
         self._cond = threading.Condition(threading.Lock())
+        # Deliveries not yet settled in Redis (heartbeat, close), and how many of them the
+        # worker still has to finish (the prefetch counts those only).
         self._outstanding: set[RedisDelivery] = set()
+        self._unfinished = 0
+        # Reads are refilled in batches of at least half the prefetch: fewer, bigger round trips.
+        self._refill = max(1, self._prefetch // 2)
+        # Acks ride on the reader's next read (one round trip for both) unless the reader is
+        # parked in a blocking read: then the settler sends them.
+        self._acks: list[RedisDelivery] = []
+        self._parked = False
+        self._waiting = False
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._running = False
         self._stopping = threading.Event()
@@ -143,10 +160,13 @@ class RedisConsumer(Consumer):
     def stop(self) -> None:
         if not self._running:
             return
-        self._running = False
         self._stopping.set()
         with self._cond:
+            self._running = False
+            acks, self._acks = self._acks, []
             self._cond.notify_all()
+        for delivery in acks:
+            self._ops.put((delivery, None, None))
         self._unblock_reader()
         reader = self._threads[0] if self._threads else None
         if reader is not None and reader is not threading.current_thread():
@@ -196,6 +216,18 @@ class RedisConsumer(Consumer):
             if delivery._settled:
                 return
             delivery._settled = True
+            self._unfinished -= 1
+            # Wake a waiting reader only when this changes what it waits for: the first free
+            # slot, the refill threshold, the first ack to carry.
+            free = self._prefetch - self._unfinished
+            wake = self._waiting and (free == 1 or free == self._refill)
+            if move is None and self._running and not self._parked:
+                self._acks.append(delivery)
+                if wake or (self._waiting and len(self._acks) == 1):
+                    self._cond.notify()
+                return
+            if wake:
+                self._cond.notify()
         done = threading.Event() if wait else None
         self._ops.put((delivery, move, done))
         if done is not None and not done.wait(self._broker.connection_timeout):
@@ -245,41 +277,97 @@ class RedisConsumer(Consumer):
             self._broker.declare_queue(queue_name)
 
     def _read_once(self, next_claim: float) -> float:
-        capacity = self._wait_for_capacity()
-        if not capacity:
+        capacity, acks = self._wait_for_work()
+        if not self._running:
+            self._give_back(acks)
             return next_claim
         now = time.monotonic()
-        if now >= next_claim:
+        if capacity > 0 and now >= next_claim:
             next_claim = now + self._claim_interval
-            self._hand_over(self._claim(capacity))
+            try:
+                claimed = self._claim(capacity)
+            except BaseException:
+                self._give_back(acks)
+                raise
+            self._hand_over(claimed)
             capacity = self._capacity()
-        if not capacity:
+        if capacity <= 0 and not acks:
             return next_claim
-        due_in, taken = self._take(capacity)
+        due_in, taken = self._take(max(0, capacity), acks)
         if taken:
             self._hand_over(taken)
             return next_claim
-        wait = min(IDLE_WAKEUP, next_claim - time.monotonic())
-        if due_in >= 0:
-            wait = min(wait, due_in / 1000)
-        self._hand_over(self._block(wait))
+        if capacity <= 0:
+            return next_claim
+        with self._cond:
+            if self._acks or not self._running:
+                return next_claim  # acks came in meanwhile: send them before blocking
+            self._parked = True
+        try:
+            wait = min(IDLE_WAKEUP, next_claim - time.monotonic())
+            if due_in >= 0:
+                wait = min(wait, due_in / 1000)
+            self._hand_over(self._block(wait))
+        finally:
+            with self._cond:
+                self._parked = False
         return next_claim
 
     def _capacity(self) -> int:
-        return self._prefetch - len(self._outstanding)
+        return self._prefetch - self._unfinished
 
-    def _wait_for_capacity(self) -> int:
+    def _wait_for_work(self) -> tuple[int, list[RedisDelivery]]:
+        """Wait until half the prefetch is free, or acks waited `ACK_LINGER`; take the acks."""
         with self._cond:
-            while self._running and self._capacity() <= 0:
-                self._cond.wait(self._claim_interval)
-            return self._capacity() if self._running else 0
+            deadline: float | None = None
+            while self._running:
+                capacity = self._capacity()
+                if capacity >= self._refill:
+                    break
+                timeout = self._claim_interval
+                if self._acks or capacity > 0:
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + ACK_LINGER
+                    elif now >= deadline:
+                        break
+                    timeout = deadline - now
+                self._waiting = True
+                self._cond.wait(timeout)
+                self._waiting = False
+            acks, self._acks = self._acks, []
+            return self._capacity(), acks
 
-    def _take(self, want: int) -> tuple[int, list[RedisDelivery]]:
+    def _give_back(self, acks: list[RedisDelivery]) -> None:
+        """Queue acks that were not sent again: for the next read, or the settler if stopped."""
+        if not acks:
+            return
+        with self._cond:
+            if self._running:
+                self._acks[:0] = acks
+                return
+        for delivery in acks:
+            self._ops.put((delivery, None, None))
+
+    def _take(self, want: int, acks: list[RedisDelivery]) -> tuple[int, list[RedisDelivery]]:
+        """Ack `acks`, then read up to `want` entries, in one round trip."""
         args: list[Any] = [_GROUP, self.name, want, len(self._queues), _PROMOTE_LIMIT,
                            names.REDIS_FIELD_PRIORITY]  # fmt: skip
-        due_in, entries = self._scripts.take(keys=self._take_keys, args=args, client=self._reader)
+        index = self._index
+        for delivery in acks:
+            args += (index[delivery.stream], delivery.entry_id)
+        try:
+            blob = self._scripts.take(keys=self._take_keys, args=args, client=self._reader)
+        except BaseException:
+            self._give_back(acks)  # XACK is idempotent: sending them again is harmless
+            raise
+        if acks:
+            with self._cond:
+                self._outstanding.difference_update(acks)
+        due_in, entries = msgpack.unpackb(blob, raw=True)
+        streams = self._streams
         taken = [
-            RedisDelivery(self, self._streams[index - 1], entry_id, _pairs(fields), 1)
+            RedisDelivery(self, streams[index - 1], entry_id, _pairs(fields), 1)
             for index, entry_id, fields in entries
         ]
         return int(due_in), taken
@@ -320,6 +408,7 @@ class RedisConsumer(Consumer):
         deliveries.sort(key=_by_priority)
         with self._cond:
             self._outstanding.update(deliveries)
+            self._unfinished += len(deliveries)
         for delivery in deliveries:
             if not self._running:
                 delivery.requeue()  # read as the consumer stopped: give it back at once
@@ -378,7 +467,6 @@ class RedisConsumer(Consumer):
                 break
         with self._cond:
             self._outstanding.difference_update(op[0] for op in batch)
-            self._cond.notify_all()
         for _, _, done in batch:
             if done is not None:
                 done.set()
