@@ -92,9 +92,22 @@ class Envelope:
     headers: Headers
 
 
+_second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted
+
+
 def iso_time(timestamp: float) -> str:
     """Format Unix seconds as an ISO 8601 UTC time with milliseconds."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    global _second_text
+    # Microseconds rounded as `datetime.fromtimestamp` rounds them; the date and time of day
+    # are formatted once per second (every message carries its enqueue time in a header).
+    fraction, whole = math.modf(timestamp)
+    micros = int(whole) * 1_000_000 + round(fraction * 1e6)
+    second, millis = divmod(micros // 1000, 1000)
+    cached = _second_text
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+        cached = _second_text = (second, text)
+    return f"{cached[1]}.{millis:03d}+00:00"
 
 
 def max_depth(tree: Any, limit: int) -> int:

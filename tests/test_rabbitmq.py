@@ -115,6 +115,76 @@ def test_enqueue_many_pipelines_confirms_for_every_message(
     assert sorted(runs) == list(range(300))
 
 
+@pytest.mark.parametrize(
+    "properties",
+    [
+        pika.BasicProperties(
+            content_type="application/msgpack", delivery_mode=pika.DeliveryMode.Persistent,
+            priority=9, message_id="m-1",
+            headers={"text": "é", "zero": 0, "small": -5, "edge": 2**31 - 1, "low": -(2**31)},
+        ),
+        pika.BasicProperties(delivery_mode=2, headers={}),
+        pika.BasicProperties(),
+        # Types and properties the producer leaves to pika's own encoder.
+        pika.BasicProperties(headers={"big": 2**40, "flag": True, "list": [1, "a"]}),
+        pika.BasicProperties(content_type="text/plain", app_id="me", correlation_id="c"),
+    ],
+)  # fmt: skip
+def test_publish_frames_are_the_bytes_pika_writes(properties: pika.BasicProperties) -> None:
+    from pika import frame, spec
+
+    from actors.brokers.rabbitmq._sync import Outgoing, add_content_frames, publish_method_frame
+
+    for body in (b"", b"body", bytes(range(256)) * 40):  # the last one spans 3 body frames
+        item = Outgoing("actors.delay.1", "jobs.é", body, properties)
+        ours = [publish_method_frame(3, item.exchange, item.routing_key)]
+        add_content_frames(ours, 3, item, 4096)
+        method = spec.Basic.Publish(exchange=item.exchange, routing_key=item.routing_key,
+                                    mandatory=True)  # fmt: skip
+        pikas = [
+            frame.Method(3, method).marshal(),
+            frame.Header(3, len(body), properties).marshal(),
+        ]
+        pikas += [frame.Body(3, body[at : at + 4096]).marshal() for at in range(0, len(body), 4096)]
+        assert b"".join(ours) == b"".join(pikas)
+
+
+def test_enqueue_many_of_large_messages_arrives_intact(
+    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+) -> None:
+    # Bodies larger than a frame, and batches larger than one socket write
+    queue = f"{namespace}-large"
+
+    @actors.actor(queue=queue)
+    def task(number: int, blob: bytes) -> None: ...
+
+    blobs = [bytes([n]) * (300_000 + n) for n in range(12)]
+    broker.enqueue_many([task.message(n, blob) for n, blob in enumerate(blobs)])
+
+    channel = _raw_channel(cleanups)
+    received = []
+    for _ in blobs:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        assert method is not None
+        received.append(broker.codec.unpack(body, properties.headers).args)
+    assert received == [(n, blob) for n, blob in enumerate(blobs)]
+
+
+def test_sends_without_confirms_all_arrive(namespace: str, cleanups: Cleanups) -> None:
+    unconfirmed = open_rabbitmq_broker(
+        namespace=namespace, cleanups=cleanups, confirm_delivery=False
+    )
+    queue = f"{namespace}-unconfirmed"
+
+    @actors.actor(queue=queue, broker=unconfirmed)
+    def task(number: int) -> None: ...
+
+    for number in range(500):
+        task.send(number)
+    unconfirmed.enqueue_many([task.message(n) for n in range(500)])
+    wait_until(lambda: unconfirmed.queue_depth(queue) == 1000, timeout=10, message="1000 queued")
+
+
 def test_send_async_publishes_with_confirms_and_delays(
     broker: RabbitmqBroker, namespace: str
 ) -> None:
