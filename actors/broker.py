@@ -17,7 +17,7 @@ from actors.errors import (
     TimeLimitExceeded,
     WorkerShutdown,
 )
-from actors.middleware.base import HOOK_NAMES, Middleware
+from actors.middleware.base import HOOK_NAMES, MESSAGE_HOOKS, Middleware
 
 if TYPE_CHECKING:
     from actors.actor import Actor
@@ -139,11 +139,18 @@ class Broker(ABC):
                 return each
         return None
 
+    def refresh_hooks(self) -> None:
+        """Rebuild the hook tables (workers call this once their middleware booted)."""
+        self._rebuild_hooks()
+
     def _rebuild_hooks(self) -> None:
         for hook in HOOK_NAMES:
             base = getattr(Middleware, hook)
             bound = [
-                getattr(m, hook) for m in self._middleware if getattr(type(m), hook) is not base
+                getattr(m, hook)
+                for m in self._middleware
+                if getattr(type(m), hook) is not base
+                and (hook not in MESSAGE_HOOKS or m.handles_messages)
             ]
             if hook.startswith("after_"):
                 bound.reverse()

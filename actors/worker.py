@@ -90,7 +90,9 @@ class Worker:
         self._loop_thread: threading.Thread | None = None
         self._async_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._state = threading.Condition()
+        self._state = threading.Condition(
+            threading.Lock()
+        )  # not re-entered: a plain lock is cheaper
         self._in_flight = 0
         self._taken = 0
         self._stop_started = False
@@ -106,6 +108,7 @@ class Worker:
         self.queues = queues
         has_async = any(a.is_async for a in actors.values() if a.queue_name in queues)
         self.broker.emit("after_worker_boot", self)
+        self.broker.refresh_hooks()  # middleware idle in this worker drop out of the hot path
         for index in range(self.threads):
             thread = threading.Thread(
                 target=self._run_sync_thread, name=f"actors-worker-{index}", daemon=True

@@ -204,3 +204,40 @@ def test_stop_returns_async_messages_that_waited_for_a_slot() -> None:
     worker.stop(timeout=0.2)
     assert len(started) == 1  # the three waiting for the slot never started
     assert broker.queue_depth("default") == 4  # all four are back in the queue
+
+
+def test_middleware_idle_at_boot_leave_the_message_hooks() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    calls: list[str] = []
+
+    class Idle(actors.Middleware):
+        """Finds at boot that it has nothing to do for messages."""
+
+        def __init__(self) -> None:
+            self.booted = False
+
+        @property
+        def handles_messages(self) -> bool:
+            return not self.booted
+
+        def after_worker_boot(self, broker: actors.Broker, worker: actors.Worker) -> None:
+            self.booted = True
+
+        def before_process_message(self, broker: actors.Broker, delivery: object) -> None:
+            calls.append("idle")
+
+    class Busy(actors.Middleware):
+        def before_process_message(self, broker: actors.Broker, delivery: object) -> None:
+            calls.append("busy")
+
+    broker.add_middleware(Idle())
+    broker.add_middleware(Busy())
+
+    @actors.actor
+    def noop() -> None:
+        pass
+
+    with running_worker(broker, threads=1):
+        noop.send()
+        broker.join("default", timeout=10)
+    assert calls == ["busy"]

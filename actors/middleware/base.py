@@ -44,6 +44,16 @@ class Middleware:
         """The middleware's name in logs."""
         return type(self).__name__
 
+    @property
+    def handles_messages(self) -> bool:
+        """Whether the message hooks (``before/after_process_message``, ``after_skip_message``)
+        have work to do in this worker; checked once every ``after_worker_boot`` hook ran.
+
+        A middleware that finds at boot that it has nothing to do (no backend, say) returns
+        False, and the worker stops calling those hooks at all.
+        """
+        return True
+
     # -- declaration ----------------------------------------------------------------------------
 
     def after_declare_actor(self, broker: Broker, actor: Actor[Any, Any]) -> None:
@@ -96,6 +106,9 @@ class Middleware:
     def after_dead_letter(self, broker: Broker, delivery: Delivery, failure: Failure) -> None:
         """Called after a message was dead-lettered for good, with the reason."""
 
+
+#: The hooks called for every message a worker processes.
+MESSAGE_HOOKS = frozenset({"before_process_message", "after_process_message", "after_skip_message"})
 
 HOOK_NAMES: tuple[str, ...] = (
     "after_declare_actor",

@@ -72,11 +72,21 @@ class Cancellation(Middleware):
         self._running: dict[Delivery, _Running] = {}
         self._workers: list[Worker] = []
         self._thread: threading.Thread | None = None
+        self._off = False  # a worker booted without a backend: no cancel can reach it
+
+    @property
+    def handles_messages(self) -> bool:
+        """False in a worker without a backend (no poller either)."""
+        return not self._off
 
     # -- poller lifecycle -----------------------------------------------------------------------
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Read the cancel log once, then start the thread that follows it."""
+        if optional_backend("cancellation") is None:
+            self._off = True
+            return
+        self._off = False
         self._sync()
         with self._lock:
             self._workers.append(worker)

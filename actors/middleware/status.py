@@ -163,6 +163,11 @@ class Status(Middleware):
         #: A worker booted without a backend: its hooks record nothing (no per-message work).
         self._off = False
 
+    @property
+    def handles_messages(self) -> bool:
+        """False in a worker without a backend: there is nowhere to record statuses."""
+        return not self._off
+
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Start the thread that sends the worker's status writes."""
         with self._lock:
@@ -209,6 +214,8 @@ class Status(Middleware):
         """Record ``queued`` (unless a worker already recorded a later state)."""
         if not _tracked(message.options, message.actor):
             return
+        if optional_backend("status tracking") is None:
+            return  # checked first: no fields built for nothing on every send
         now = _now()
         fields = {"state": State.QUEUED.value, "actor": message.actor, "queue": message.queue,
                   "enqueued_at": f"{message.enqueued_at:.6f}", "updated_at": now,
