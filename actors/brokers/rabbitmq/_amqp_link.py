@@ -15,6 +15,7 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,13 @@ CHANNEL = 1
 _FRAME_MAX = 131072
 _READ_SIZE = 262144
 _TICK = 0.2  # seconds between heartbeat checks and `on_tick` calls
+_SEND_TIMEOUT = 30.0  # seconds a write may block (RabbitMQ not reading) before the link is cut
+
+
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 class LinkClosed(Exception):
@@ -124,7 +132,15 @@ class AmqpLink:
         self._await(wire.CHANNEL_OPEN_OK, deadline)
         self._send_method(wire.CONFIRM_SELECT, b"\x00")
         self._await(wire.CONFIRM_SELECT_OK, deadline)
-        sock.settimeout(_TICK)
+        if self._tls:
+            sock.settimeout(_TICK)
+        else:
+            # Blocking calls bounded by the kernel (SO_RCVTIMEO/SO_SNDTIMEO) rather than by
+            # Python's socket timeout, which polls before every recv and send: one system
+            # call, and one release of the GIL, less per read and per ack.
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(_TICK))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(_SEND_TIMEOUT))
 
     def _client_properties(self) -> dict[str, Any]:
         properties = dict(self._params.client_properties or {})
@@ -279,7 +295,7 @@ class AmqpLink:
         else:
             try:
                 data = sock.recv(_READ_SIZE)
-            except TimeoutError:
+            except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO (or the handshake timeout)
                 return
             if not data:
                 raise LinkClosed(self.closed_reason or "RabbitMQ closed the socket")
