@@ -111,19 +111,29 @@ def iso_time(timestamp: float) -> str:
 
 
 def max_depth(tree: Any, limit: int) -> int:
-    """Return the nesting depth of `tree`, stopping early once it exceeds `limit`."""
-    deepest = 0
+    """Return the nesting depth of `tree`, stopping early once it exceeds `limit`.
+
+    `tree` is decoded data (plain dicts and lists, as msgpack and json give them). A scalar
+    is depth 1; a map or list is one more than its deepest item (1 if empty). Only
+    containers are walked: every message is checked, and most items are scalars.
+    """
+    if type(tree) is not dict and type(tree) is not list:
+        return 1
+    deepest = 1
     stack: list[tuple[Any, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
+        items = node.values() if isinstance(node, dict) else node
+        if not items:
+            continue
+        depth += 1
         if depth > deepest:
             deepest = depth
             if deepest > limit:
                 return deepest
-        if isinstance(node, dict):
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
+        for item in items:
+            if type(item) is dict or type(item) is list:
+                stack.append((item, depth))
     return deepest
 
 
