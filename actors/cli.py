@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -16,15 +15,15 @@ import click
 
 import actors
 from actors import registry
+from actors._launch import configure_logging, exec_supervisor
 from actors.errors import ActorsError
 from actors.settings import ENV_BACKEND_URL, ENV_BROKER_URL, backend_from_url, broker_from_url
-from actors.supervisor import EXIT_IMPORT_ERROR, Supervisor, WorkerSpec, import_error
+from actors.supervisor import EXIT_IMPORT_ERROR, import_error
 
 if TYPE_CHECKING:
     from actors.broker import Broker
 
 P = ParamSpec("P")
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
 broker_option = click.option(
     "--broker",
@@ -33,19 +32,6 @@ broker_option = click.option(
     help="Broker URL: amqp://, amqps://, redis://, rediss:// or memory:// "
     f"(default: ${ENV_BROKER_URL}, else the broker the modules set).",
 )
-
-
-def _configure_logging(level: str, log_file: str | None) -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
 
 
 def import_modules(modules: tuple[str, ...], *, debug: bool) -> None:
@@ -180,30 +166,22 @@ def worker(
     Exits 0 after SIGTERM or SIGINT once in-flight work finished or was returned; a second
     signal forces the exit. Exits 2 if a module cannot be imported.
     """
-    _configure_logging(log_level, log_file)
-    spec = WorkerSpec(
-        modules=modules,
-        debug=log_level == "debug",
-        broker_url=broker_url,
-        queues=tuple(q for group in queues for q in group.split(",") if q),
-        threads=threads,
-        shutdown_timeout=shutdown_timeout,
-        max_tasks=max_tasks_per_child,
+    exec_supervisor(
+        {
+            "modules": list(modules),
+            "processes": processes,
+            "threads": threads,
+            "queues": [q for group in queues for q in group.split(",") if q],
+            "broker_url": broker_url,
+            "shutdown_timeout": shutdown_timeout,
+            "max_tasks": max_tasks_per_child,
+            "metrics_port": metrics_port,
+            "pid_file": str(Path(pid_file).resolve()) if pid_file else None,
+            "log_file": str(Path(log_file).resolve()) if log_file else None,
+            "log_level": log_level,
+            "watch": str(watch.resolve()) if watch else None,
+        }
     )
-    on_child_boot = None
-    if metrics_port is not None:
-        from actors.middleware.prometheus import prepare_multiprocess, serve_metrics
-
-        on_child_boot = prepare_multiprocess()
-        serve_metrics(metrics_port)
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()}\n")
-    try:
-        code = Supervisor(spec, processes=processes, watch=watch, on_child_boot=on_child_boot).run()
-    finally:
-        if pid_file:
-            Path(pid_file).unlink(missing_ok=True)
-    sys.exit(code)
 
 
 @main.group()
@@ -357,7 +335,7 @@ def scheduler_start(
     """Enqueue the ticks of the schedules declared in MODULES until SIGTERM or SIGINT."""
     from actors.scheduler import Scheduler
 
-    _configure_logging(log_level, None)
+    configure_logging(log_level, None)
     import_modules(modules, debug=log_level == "debug")
     _use(broker_url, backend_url)
     try:

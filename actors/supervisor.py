@@ -179,7 +179,7 @@ class Supervisor:
         self._supervise()
         if self._restart_after:
             logger.info("code changed: restarting")
-            os.execv(sys.executable, [sys.executable, "-m", "actors", *sys.argv[1:]])
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
         return self._exit_code
 
     def _start(self, slot: int) -> None:
