@@ -90,6 +90,8 @@ class Broker(ABC):
         self.codec = codec or Codec()
         self._middleware: list[Middleware] = []
         self._hooks: dict[str, tuple[Callable[..., None], ...]] = {}
+        # actor -> its message hooks, for messages that carry no options of their own
+        self._actor_hooks: dict[Actor[Any, Any], dict[str, tuple[Callable[..., None], ...]]] = {}
         self._declared_actors: set[str] = set()
         for each in middleware:
             self._middleware.append(each)
@@ -155,6 +157,21 @@ class Broker(ABC):
             if hook.startswith("after_"):
                 bound.reverse()
             self._hooks[hook] = tuple(bound)
+        self._actor_hooks = {}
+
+    def _message_hooks(self, hook: str, delivery: Delivery) -> tuple[Callable[..., None], ...]:
+        """The calls of message hook `hook` for `delivery`: those of the middleware that apply
+        to its actor when the message carries no options of its own, else all of them."""
+        actor, message = delivery.actor, delivery.message
+        if actor is None or message is None or message.options:
+            return self._hooks[hook]
+        tables = self._actor_hooks.get(actor)
+        if tables is None:
+            tables = self._actor_hooks[actor] = {
+                name: tuple(call for call in self._hooks[name] if call.__self__.applies_to(actor))  # type: ignore[attr-defined]
+                for name in MESSAGE_HOOKS
+            }
+        return tables[hook]
 
     def declared_options(self) -> frozenset[str]:
         """The actor options that this broker's middleware read."""
@@ -167,7 +184,12 @@ class Broker(ABC):
 
     def emit_guarded(self, hook: str, delivery: Delivery | None, *args: Any, **kw: Any) -> None:
         """Call a worker-side hook; log errors (but `SkipMessage`) and carry on."""
-        for call in self._hooks[hook]:
+        calls = (
+            self._message_hooks(hook, delivery)
+            if delivery is not None and hook in MESSAGE_HOOKS
+            else self._hooks[hook]
+        )
+        for call in calls:
             try:
                 call(self, *args, **kw)
             except SkipMessage:

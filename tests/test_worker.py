@@ -7,6 +7,7 @@ import threading
 
 import actors
 from actors.brokers.memory import MemoryBroker
+from actors.delivery import Delivery
 from actors.testing import running_worker, wait_until
 
 
@@ -241,3 +242,37 @@ def test_middleware_idle_at_boot_leave_the_message_hooks() -> None:
         noop.send()
         broker.join("default", timeout=10)
     assert calls == ["busy"]
+
+
+def test_option_driven_middleware_stay_off_actors_without_their_options() -> None:
+    broker = actors.set_broker(MemoryBroker())
+    seen: list[tuple[str, bool]] = []
+
+    class Tagged(actors.Middleware):
+        """Acts only on messages whose actor, or the message itself, sets `tag`."""
+
+        actor_options = frozenset({"tag"})
+
+        def applies_to(self, actor: actors.Actor[..., object]) -> bool:
+            return "tag" in actor.options
+
+        def before_process_message(self, broker: actors.Broker, delivery: Delivery) -> None:
+            assert delivery.actor is not None
+            seen.append((delivery.actor.actor_name, delivery.option("tag", False)))
+
+    broker.add_middleware(Tagged())
+
+    @actors.actor
+    def plain() -> None:
+        pass
+
+    @actors.actor(tag=True)
+    def tagged() -> None:
+        pass
+
+    with running_worker(broker, threads=1):
+        plain.send()
+        tagged.send()
+        plain.send_with_options(tag=True)  # a message option brings every hook back
+        broker.join("default", timeout=10)
+    assert sorted(seen) == [("plain", True), ("tagged", True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from actors.delivery import Failure
 from actors.errors import SkipMessage
@@ -12,6 +12,7 @@ from actors.middleware._options import seconds
 from actors.middleware.base import Middleware
 
 if TYPE_CHECKING:
+    from actors.actor import Actor
     from actors.broker import Broker
     from actors.delivery import Delivery
 
@@ -38,6 +39,10 @@ class AgeLimit(Middleware):
     ) -> None:
         self._default = max_age
         self._clock = clock
+
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """Actors with ``max_age``, or all if this middleware has a default."""
+        return self._default is not None or self._uses_options_of(actor)
 
     def before_process_message(self, broker: Broker, delivery: Delivery) -> None:
         """Skip and dead-letter the message if it is too old."""

@@ -44,6 +44,19 @@ class Middleware:
         """The middleware's name in logs."""
         return type(self).__name__
 
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """Whether the message hooks have work to do for a message of `actor` that carries
+        no options of its own (asked once per actor; messages with options get every hook).
+
+        The default is True. A middleware driven only by options returns False for an actor
+        that sets none of them, and stays off that actor's hot path.
+        """
+        return True
+
+    def _uses_options_of(self, actor: Actor[Any, Any]) -> bool:
+        """True if `actor` sets one of this middleware's `actor_options`."""
+        return not self.actor_options.isdisjoint(actor.options)
+
     @property
     def handles_messages(self) -> bool:
         """Whether the message hooks (``before/after_process_message``, ``after_skip_message``)

@@ -39,6 +39,10 @@ class Callbacks(Middleware):
 
     actor_options: ClassVar[frozenset[str]] = frozenset({"on_success", "on_failure"})
 
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """Only actors with ``on_success`` or ``on_failure``."""
+        return self._uses_options_of(actor)
+
     def after_process_message(
         self,
         broker: Broker,

@@ -11,6 +11,7 @@ from actors.middleware._options import seconds
 from actors.middleware.base import Middleware
 
 if TYPE_CHECKING:
+    from actors.actor import Actor
     from actors.backends.base import Backend
     from actors.broker import Broker
     from actors.delivery import Delivery, Failure
@@ -54,6 +55,10 @@ class Results(Middleware):
         if self._backend is None:
             self._backend = registry.get_backend()
         return self._backend
+
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """Only actors that store results."""
+        return bool(actor.options.get("store_results"))
 
     def after_process_message(
         self,

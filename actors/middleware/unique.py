@@ -14,6 +14,7 @@ from actors.middleware._options import seconds
 from actors.middleware.base import Middleware
 
 if TYPE_CHECKING:
+    from actors.actor import Actor
     from actors.broker import Broker
     from actors.delivery import Delivery, Failure
     from actors.message import Message
@@ -64,6 +65,10 @@ class Unique(Middleware):
             message.id = holder
         message.options["unique_duplicate"] = True
         raise SkipMessage
+
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """A unique message carries its lock in its options; others hold nothing to release."""
+        return self._uses_options_of(actor)
 
     def after_process_message(
         self,

@@ -9,6 +9,7 @@ from actors.delivery import Outcome
 from actors.middleware.base import Middleware
 
 if TYPE_CHECKING:
+    from actors.actor import Actor
     from actors.broker import Broker
     from actors.delivery import Delivery, Failure
 
@@ -36,6 +37,10 @@ class Workflows(Middleware):
     actor_options: ClassVar[frozenset[str]] = frozenset(
         {"pipe_ignore", "pipe_next", "pipe_final", "group", "group_size"}
     )
+
+    def applies_to(self, actor: Actor[Any, Any]) -> bool:
+        """Workflow steps always carry options; other messages have nothing to move on."""
+        return self._uses_options_of(actor)
 
     def after_process_message(
         self,
