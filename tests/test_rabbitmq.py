@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
+import subprocess
 import threading
 import time
 import urllib.request
@@ -28,6 +30,7 @@ from actors.testing import running_worker, wait_until
 from tests.brokers import RABBITMQ_URL
 from tests.rabbitmq_support import open_rabbitmq_broker
 from tests.support.private_rabbit import PrivateRabbit
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -554,3 +557,46 @@ def test_delayed_message_survives_a_broker_restart(
         assert runs[0] - sent_at >= 3
     finally:
         broker.close()
+
+
+def test_amqps_producer_and_consumer_work_through_tls(
+    namespace: str, cleanups: Cleanups, tmp_path: Any
+) -> None:
+    # Given a TLS endpoint (a TLS-terminating proxy with a self-signed certificate) in front
+    # of the local RabbitMQ, and a broker that trusts only that certificate
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    proxy = TcpProxy(5672, tls=server)
+    proxy.start()
+    cleanups(proxy.stop)
+    tls_broker = open_rabbitmq_broker(
+        namespace=namespace,
+        cleanups=cleanups,
+        url=f"amqps://guest:guest@127.0.0.1:{proxy.port}/",
+        ssl_context=ssl.create_default_context(cafile=str(cert)),
+        management_url="http://127.0.0.1:15672",
+    )
+    registry.set_broker(tls_broker)
+    done: list[int] = []
+
+    @actors.actor(queue=f"{namespace}.tls")
+    def record(n: int) -> None:
+        done.append(n)
+
+    # When messages are sent and consumed over amqps
+    with running_worker(tls_broker, threads=4):
+        for n in range(200):
+            record.send(n)
+        wait_until(lambda: len(done) >= 200, timeout=30, message="200 runs over TLS")
+        tls_broker.join(f"{namespace}.tls", timeout=10)
+
+    # Then every message ran once, and both links went through the TLS endpoint
+    assert sorted(done) == list(range(200))
+    assert proxy.connections_accepted >= 2

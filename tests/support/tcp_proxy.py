@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -60,9 +61,16 @@ class _Link:
 class TcpProxy:
     """Forward 127.0.0.1:<port> to ``target_host:target_port``, with faults on demand."""
 
-    def __init__(self, target_port: int, target_host: str = LOCALHOST) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        target_host: str = LOCALHOST,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.target_port = target_port
         self.target_host = target_host
+        self.tls = tls  # terminate TLS from clients with this server context (plain to target)
         self.port = 0
         self.connections_accepted = 0
         self.connections_refused = 0
@@ -91,7 +99,7 @@ class TcpProxy:
         )
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, LOCALHOST, 0), self._loop
+            asyncio.start_server(self._handle, LOCALHOST, 0, ssl=self.tls), self._loop
         )
         self._server = future.result(CONTROL_TIMEOUT)
         self.port = int(self._server.sockets[0].getsockname()[1])
