@@ -206,13 +206,25 @@ def _encode_sized(data: bytes, out: bytearray) -> None:
     out += _U32.pack(len(data)) + data
 
 
+_NAMES: dict[str, bytes] = {}  # field names seen, encoded once (every message has the same)
+
+
 def encode_table(table: dict[str, Any] | None) -> bytes:
     """Encode `table` as an AMQP field table, without its length prefix."""
     out = bytearray()
+    names = _NAMES
     for key, value in (table or {}).items():
-        raw = key.encode()
-        out += _U8.pack(len(raw)) + raw
-        _encode_value(value, out)
+        name = names.get(key)
+        if name is None:
+            name = shortstr(key)
+            if len(names) < _KEYS_KEPT:
+                names[key] = name
+        out += name
+        if type(value) is str:  # nearly every header of ours: inlined
+            raw = value.encode()
+            out += b"S" + _U32.pack(len(raw)) + raw
+        else:
+            _encode_value(value, out)
     return bytes(out)
 
 
@@ -357,11 +369,17 @@ HEARTBEAT_FRAME = frame(FRAME_HEARTBEAT, 0, b"")
 
 def content_frames(channel: int, props: Properties, body: bytes, frame_max: int) -> bytes:
     """The content header frame and the body frames (split at `frame_max`) of a message."""
-    header = _CONTENT_HEAD.pack(BASIC_CLASS, 0, len(body)) + encode_properties(props)
+    return encoded_content_frames(
+        channel, encode_properties(props), body, frame_max - FRAME_OVERHEAD
+    )
+
+
+def encoded_content_frames(channel: int, properties: bytes, body: bytes, body_max: int) -> bytes:
+    """`content_frames` with the properties already encoded and body frames of `body_max`."""
+    header = _CONTENT_HEAD.pack(BASIC_CLASS, 0, len(body)) + properties
     out = [frame(FRAME_HEADER, channel, header)]
-    step = frame_max - FRAME_OVERHEAD
-    for start in range(0, len(body), step):
-        out.append(frame(FRAME_BODY, channel, body[start : start + step]))
+    for start in range(0, len(body), body_max):
+        out.append(frame(FRAME_BODY, channel, body[start : start + body_max]))
     return b"".join(out)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from pika.adapters.select_connection import _PollerBase
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
+from actors.brokers.rabbitmq import _amqp_codec as wire
 from actors.errors import ConnectionFailed, PublishError
 
 if TYPE_CHECKING:
@@ -85,16 +85,9 @@ def describe_server(url: str) -> str:
 
 
 # -- frame encoding -----------------------------------------------------------------------------
-# The bytes are those pika writes for `basic_publish` (tests/test_rabbitmq.py compares them);
-# the common properties are encoded here because pika's generic encoder costs more per message
-# than the rest of the client work of a batch publish.
+# With the consumer's codec (`_amqp_codec`): the bytes are those pika writes for `basic_publish`
+# (tests/test_rabbitmq.py compares them), at a fraction of pika's generic encoder's cost.
 
-_FRAME_END = b"\xce"
-_FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
-_CONTENT_HEAD = struct.Struct(">HxxQ")  # class id, weight (0), body size
-_STRING_HEAD = struct.Struct(">cI")
-_INT32 = struct.Struct(">ci")
-_PROPERTY_FLAGS = struct.Struct(">H")
 #: About how many bytes of frames are joined into one socket write: a few dozen small messages,
 #: so that RabbitMQ starts on a batch while the rest of it is encoded (16-64 KiB measured alike).
 _WRITE_SIZE = 16 * 1024
@@ -102,117 +95,39 @@ _WRITE_SIZE = 16 * 1024
 _UNCONFIRMED_POLL = 0.05
 #: The longest pika's I/O loop sleeps in one poll, whatever its timers (5 s in pika 1.x).
 _POLL_CAP = float(getattr(_PollerBase, "_MAX_POLL_TIMEOUT", 5)) + 0.5
-_BASIC = pika.spec.BasicProperties
 _NOTHING_ELSE = (None,) * 9
-_TABLE_SIZE = struct.Struct(">I")
-_short_strings: dict[str, bytes] = {}  # header names and content types, encoded
-_table_names: dict[tuple[str, ...], tuple[bytes, ...]] = {}  # header names of a table, encoded
-
-
-def _short_string(text: str) -> bytes:
-    encoded = _short_strings.get(text)
-    if encoded is None:
-        raw = text.encode()
-        if len(raw) > 255:
-            raise pika.exceptions.ShortStringTooLong(raw)
-        encoded = bytes((len(raw),)) + raw
-        if len(_short_strings) < 1024:
-            _short_strings[text] = encoded
-    return encoded
-
-
-def _table(table: dict[str, Any]) -> bytes | None:
-    """An AMQP field table of str and 32-bit int values; None for anything else."""
-    keys = tuple(table)
-    names = _table_names.get(keys)
-    if names is None:
-        if any(type(key) is not str for key in keys):
-            return None
-        names = tuple(_short_string(key) for key in keys)
-        if len(_table_names) < 256:
-            _table_names[keys] = names
-    pieces: list[bytes] = []
-    for name, value in zip(names, table.values(), strict=True):
-        kind = type(value)
-        if kind is str:
-            raw = value.encode()
-            pieces += (name, _STRING_HEAD.pack(b"S", len(raw)), raw)
-        elif kind is int and -(2**31) <= value < 2**31:
-            pieces += (name, _INT32.pack(b"I", value))
-        else:
-            return None
-    payload = b"".join(pieces)
-    return _TABLE_SIZE.pack(len(payload)) + payload
 
 
 def _properties(properties: pika.BasicProperties) -> bytes:
     """The property flags and list of a content header frame."""
-    headers = properties.headers
-    table = b"" if headers is None else _table(headers)
-    message_id = properties.message_id
     others = (
         properties.content_encoding, properties.correlation_id, properties.reply_to,
         properties.expiration, properties.timestamp, properties.type, properties.user_id,
         properties.app_id, properties.cluster_id,
     )  # fmt: skip
-    if (
-        table is None
-        or others != _NOTHING_ELSE
-        or (message_id is not None and type(message_id) is not str)
-        or (properties.content_type is not None and type(properties.content_type) is not str)
-    ):
-        # Properties this module does not encode, or values of other types: pika's encoder.
+    if others != _NOTHING_ELSE:  # properties the producer never sets: pika's encoder
         return b"".join(properties.encode())
-    flags = 0
-    pieces = [b""]
-    if properties.content_type is not None:
-        flags |= _BASIC.FLAG_CONTENT_TYPE
-        pieces.append(_short_string(properties.content_type))
-    if headers is not None:
-        flags |= _BASIC.FLAG_HEADERS
-        pieces.append(table)
-    if properties.delivery_mode is not None:
-        flags |= _BASIC.FLAG_DELIVERY_MODE
-        pieces.append(bytes((properties.delivery_mode,)))
-    if properties.priority is not None:
-        flags |= _BASIC.FLAG_PRIORITY
-        pieces.append(bytes((properties.priority,)))
-    if message_id is not None:
-        flags |= _BASIC.FLAG_MESSAGE_ID
-        raw = message_id.encode()
-        if len(raw) > 255:
-            raise pika.exceptions.ShortStringTooLong(raw)
-        pieces += (bytes((len(raw),)), raw)
-    pieces[0] = _PROPERTY_FLAGS.pack(flags)
-    return b"".join(pieces)
+    return wire.encode_properties(
+        wire.Properties(
+            content_type=properties.content_type,
+            headers=properties.headers,
+            delivery_mode=properties.delivery_mode,
+            priority=properties.priority,
+            message_id=properties.message_id,
+        )
+    )
 
 
 def publish_method_frame(channel: int, exchange: str, routing_key: str) -> bytes:
     """The Basic.Publish method frame (mandatory, as every publish here) for one route."""
-    payload = b"".join(
-        (
-            struct.pack(">IH", pika.spec.Basic.Publish.INDEX, 0),
-            _short_string(exchange),
-            _short_string(routing_key),
-            b"\x01",  # mandatory; not immediate
-        )
-    )
-    return _FRAME_HEAD.pack(pika.spec.FRAME_METHOD, channel, len(payload)) + payload + _FRAME_END
+    return wire.method_frame(channel, wire.BASIC_PUBLISH, wire.publish(exchange, routing_key, True))
 
 
-def add_content_frames(out: list[bytes], channel: int, item: Outgoing, body_max: int) -> None:
-    """Append the content header frame and the body frames of `item` to `out`, in pieces."""
+def add_content_frames(out: list[bytes], channel: int, item: Outgoing, body_max: int) -> int:
+    """Append the content header frame and the body frames of `item` to `out`; count them."""
     body = item.body
-    size = len(body)
-    header = _CONTENT_HEAD.pack(_BASIC.INDEX, size) + _properties(item.properties)
-    out += (_FRAME_HEAD.pack(pika.spec.FRAME_HEADER, channel, len(header)), header, _FRAME_END)
-    if size <= body_max:
-        if size:
-            out += (_FRAME_HEAD.pack(pika.spec.FRAME_BODY, channel, size), body, _FRAME_END)
-        return
-    for start in range(0, size, body_max):
-        chunk = body[start : start + body_max]
-        out += (_FRAME_HEAD.pack(pika.spec.FRAME_BODY, channel, len(chunk)), chunk, _FRAME_END)
+    out.append(wire.encoded_content_frames(channel, _properties(item.properties), body, body_max))
+    return 1 + -(-len(body) // body_max)
 
 
 class Link:
@@ -300,7 +215,7 @@ class Link:
         body_max = self._connection_impl._body_max_length
         routes = self._routes
         out: list[bytes] = []
-        size = count = 0
+        size = count = frames = 0
         for item in batch:
             route = (item.exchange, item.routing_key)
             method = routes.get(route)
@@ -309,15 +224,14 @@ class Link:
                     routes.clear()
                 method = routes[route] = publish_method_frame(channel, *route)
             out.append(method)
-            add_content_frames(out, channel, item, body_max)
+            frames += 1 + add_content_frames(out, channel, item, body_max)
             count += 1
             size += len(item.body) + 512  # 512: more than the other frames of a message
             if size >= _WRITE_SIZE:
-                # A method frame is one piece; header and body frames are 3 (head, payload, end).
-                yield count, b"".join(out), count + (len(out) - count) // 3
-                out, size, count = [], 0, 0
+                yield count, b"".join(out), frames
+                out, size, count, frames = [], 0, 0, 0
         if out:
-            yield count, b"".join(out), count + (len(out) - count) // 3
+            yield count, b"".join(out), frames
 
     def _poll_now_and_then(self) -> None:
         """Without confirms: flush what the socket refused, and read what came in (returns,
