@@ -328,6 +328,7 @@ class Broker(ABC):
             TimeoutError: The queue still held messages when the timeout ran out.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.flush(timeout)
         while (depth := self.queue_depth(queue)) > 0:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"queue {queue!r} still holds {depth} messages after {timeout}s")
@@ -361,6 +362,13 @@ class Broker(ABC):
             "no backend configured: call actors.set_backend(RedisBackend(url=...)) "
             "or set ACTORS_BACKEND_URL (redis://... or memory://)"
         )
+
+    def flush(self, timeout: float | None = None) -> None:  # noqa: B027 - most publish in full
+        """Wait until the broker holds every message that `enqueue` returned for.
+
+        Brokers whose `enqueue` returns before the broker confirmed the message (RabbitMQ)
+        wait for those confirms here; for the others there is nothing to wait for.
+        """
 
     def close(self) -> None:  # noqa: B027 - brokers without connections have nothing to close
         """Close this broker's connections (producers)."""

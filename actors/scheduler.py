@@ -276,7 +276,9 @@ class Scheduler:
 
     def _enqueue(self, each: Schedule, due: float) -> Message[Any]:
         message = each.message(due)
-        registry.get_actor(each.actor).broker.enqueue(message)
+        broker = registry.get_actor(each.actor).broker
+        broker.enqueue(message)
+        broker.flush()  # confirmed before the tick is recorded as done
         logger.info("schedule %s: enqueued %s for %s", each.name, message, _iso(due))
         return message
 

@@ -401,16 +401,20 @@ def measure_send(
     publish: Callable[[int], None],
     broker: str,
     after: Callable[[], dict[str, Any]] | None = None,
+    finish: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Time ``publish(i)`` for i in range(n) from this thread (publish must be synchronous).
+    """Time ``publish(i)`` for i in range(n) from this thread, then ``finish()`` if given.
 
-    ``after`` (e.g. wait until the queue holds n) runs once the clock has stopped and before
-    the broker's CPU is read, so the broker's work on the last messages is charged.
+    ``finish`` (e.g. wait for the confirms still out) runs on the clock. ``after`` (e.g. wait
+    until the queue holds n) runs once the clock has stopped and before the broker's CPU is
+    read, so the broker's work on the last messages is charged.
     """
     cpu = CpuWindow(broker)
     cpu.restart_clock()
     for i in range(n):
         publish(i)
+    if finish is not None:
+        finish()
     elapsed = time.perf_counter() - cpu.t0
     client_cpu = cpu.client_cpu()
     extra = after() if after else {}

@@ -35,7 +35,17 @@ SCENARIOS: dict[str, Scenario] = {
             1_000,
             True,
             "raw_pika",
-            "enqueue rate, one thread, publisher confirm per message (wait for each)",
+            "enqueue rate, one thread, publisher confirms (actors: its default, streamed and all"
+            " waited for at the end; the others wait for each)",
+        ),
+        Scenario(
+            "send_confirm_wait",
+            "rabbitmq",
+            5_000,
+            1_000,
+            True,
+            "raw_pika",
+            "enqueue rate, one thread, send() waits for each confirm (wait_for_confirms=True)",
         ),
         Scenario(
             "send_noconfirm",
@@ -100,6 +110,15 @@ SCENARIOS: dict[str, Scenario] = {
             False,
             "raw_pika",
             "sequential send -> task INCR+RPUSH -> driver BLPOP, end to end",
+        ),
+        Scenario(
+            "latency_wait",
+            "rabbitmq",
+            500,
+            100,
+            False,
+            "raw_pika",
+            "latency with send() waiting for its confirm (actors: wait_for_confirms=True)",
         ),
         # Dramatiq's and raw pika's senders never wait for a confirm: for them this scenario is
         # their `latency`; actors sends with RabbitmqBroker(confirm_delivery=False) here.

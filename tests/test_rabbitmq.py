@@ -26,6 +26,7 @@ from actors.brokers.rabbitmq import RabbitmqBroker
 from actors.brokers.rabbitmq import _topology as topology
 from actors.delivery import Delivery
 from actors.errors import ConfigurationError, ConnectionFailed, PublishError, QueueConflict
+from actors.message import Message
 from actors.testing import running_worker, wait_until
 from tests.brokers import RABBITMQ_URL
 from tests.rabbitmq_support import open_rabbitmq_broker
@@ -66,10 +67,18 @@ def _raw_channel(cleanups: Cleanups, url: str = RABBITMQ_URL) -> Any:
 # -- publishing -----------------------------------------------------------------------------------
 
 
+def _send_then_flush(broker: RabbitmqBroker, send: Callable[[], object]) -> None:
+    send()
+    broker.flush()
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["wait_for_confirms", "streamed"])
 def test_publish_nacked_by_a_full_queue_raises_publish_error(
-    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+    wait: bool, namespace: str, cleanups: Cleanups
 ) -> None:
     # Given a policy that makes the queue reject publishes beyond one message
+    broker = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups, wait_for_confirms=wait)
+    registry.set_broker(broker)
     queue = f"{namespace}-full"
     policy = f"/api/policies/%2F/{namespace}"
     definition = {"max-length": 1, "overflow": "reject-publish"}
@@ -80,25 +89,54 @@ def test_publish_nacked_by_a_full_queue_raises_publish_error(
     @actors.actor(queue=queue)
     def task() -> None: ...
 
-    # When two messages are sent, the second is nacked by RabbitMQ
+    # When two messages are sent, the second is nacked by RabbitMQ: the send raises when it
+    # waits for its confirm, else the next flush does (naming the message)
+    sent: list[Message[Any]] = []
     task.send()
     with pytest.raises(PublishError, match="nacked") as caught:
-        task.send()
+        _send_then_flush(broker, lambda: sent.append(task.send()))
     assert caught.value.message_id is not None
+    if not wait:
+        assert caught.value.message_id == sent[0].id
+        broker.flush()  # reported once
 
 
+@pytest.mark.parametrize("wait", [True, False], ids=["wait_for_confirms", "streamed"])
 def test_publish_to_a_vanished_queue_is_unroutable(
-    broker: RabbitmqBroker, namespace: str, cleanups: Cleanups
+    wait: bool, namespace: str, cleanups: Cleanups
 ) -> None:
+    broker = open_rabbitmq_broker(namespace=namespace, cleanups=cleanups, wait_for_confirms=wait)
+    registry.set_broker(broker)
     queue = f"{namespace}-gone"
 
     @actors.actor(queue=queue)
     def task() -> None: ...
 
     task.send()
+    broker.flush()
     _raw_channel(cleanups).queue_delete(queue)  # behind the broker's back
     with pytest.raises(PublishError, match="unroutable"):
-        task.send()
+        _send_then_flush(broker, task.send)
+
+
+def test_streamed_sends_are_confirmed_by_flush_and_counted_at_once(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-streamed"
+
+    @actors.actor(queue=queue)
+    def task(index: int) -> None: ...
+
+    # send() returns before the confirm; flush waits for them all, and a queue count sees
+    # every message sent before it even without a flush
+    for index in range(50):
+        task.send(index)
+    assert broker.queue_depth(queue) == 50
+    for index in range(50):
+        task.send(index)
+    broker.flush()
+    assert broker._producer._streamed is False
+    assert broker.queue_depth(queue) == 100
 
 
 def test_enqueue_many_pipelines_confirms_for_every_message(

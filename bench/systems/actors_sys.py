@@ -38,15 +38,16 @@ CHUNK = 1000  # messages per enqueue_many call (confirms pipelined within a chun
 DELAY_S = 1.0
 
 
-def _env(names: Names, broker: str, *, confirm: bool = True, bare: bool = False) -> dict[str, str]:
+def _env(names: Names, broker: str, *, confirm: str = "1", bare: bool = False) -> dict[str, str]:
+    """``confirm``: "1" confirms streamed (the default), "wait" wait for each, "0" none."""
     return names.worker_env(
         BENCH_BROKER=broker,
-        BENCH_CONFIRM="1" if confirm else "0",
+        BENCH_CONFIRM=confirm,
         BENCH_MIDDLEWARE="bare" if bare else "default",
     )
 
 
-def _tasks(names: Names, broker: str = "rabbitmq", **options: bool) -> Any:
+def _tasks(names: Names, broker: str = "rabbitmq", **options: Any) -> Any:
     """Import the task module in this process, configured like the workers."""
     os.environ.update(_env(names, broker, **options))
     sys.modules.pop(TASKS, None)
@@ -94,6 +95,7 @@ class Actors(System):
     scenarios = frozenset(
         {
             "send_confirm",
+            "send_confirm_wait",
             "send_noconfirm",
             "bulk_confirm",
             "drain_1x8",
@@ -101,6 +103,7 @@ class Actors(System):
             "drain_bare_1x8",
             "drain_delayed_1x8",
             "latency",
+            "latency_wait",
             "latency_noconfirm",
             "redis_drain_1x8",
             "redis_latency",
@@ -108,27 +111,32 @@ class Actors(System):
     )
     packages = ("actors-runtime", "pika", "redis", "msgpack")
 
-    def _send(self, scenario: str, n: int, confirm: bool) -> dict[str, Any]:
+    def _send(self, scenario: str, n: int, confirm: str) -> dict[str, Any]:
         names = Names(self.name, scenario)
         tasks = _tasks(names, confirm=confirm)
         send = tasks.incr.send
         try:
             send(names.counter_key)  # declares the queues outside the timing
+            tasks.broker.flush()
             return measure_send(
                 n,
                 lambda _: send(names.counter_key),
                 "rabbitmq",
                 lambda: {"queued": wait_queued(names.queue, n + 1) - 1},
+                finish=tasks.broker.flush,  # streamed confirms: the clock waits for the last
             )
         finally:
             tasks.broker.close()
             _cleanup(names)
 
     def scenario_send_confirm(self, n: int) -> dict[str, Any]:
-        return self._send("send_confirm", n, confirm=True)
+        return self._send("send_confirm", n, confirm="1")
+
+    def scenario_send_confirm_wait(self, n: int) -> dict[str, Any]:
+        return self._send("send_confirm_wait", n, confirm="wait")
 
     def scenario_send_noconfirm(self, n: int) -> dict[str, Any]:
-        return self._send("send_noconfirm", n, confirm=False)
+        return self._send("send_noconfirm", n, confirm="0")
 
     def scenario_bulk_confirm(self, n: int) -> dict[str, Any]:
         """``broker.enqueue_many`` in chunks of 1000: the confirms of a chunk are in flight."""
@@ -201,7 +209,7 @@ class Actors(System):
     def scenario_redis_drain_1x8(self, n: int) -> dict[str, Any]:
         return self._drain("redis_drain_1x8", n, "redis", 1)
 
-    def _latency(self, scenario: str, n: int, broker: str, confirm: bool = True) -> dict[str, Any]:
+    def _latency(self, scenario: str, n: int, broker: str, confirm: str = "1") -> dict[str, Any]:
         names = Names(self.name, scenario)
         tasks = _tasks(names, broker, confirm=confirm)
         send = tasks.incr.send
@@ -224,8 +232,11 @@ class Actors(System):
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return self._latency("latency", n, "rabbitmq")
 
+    def scenario_latency_wait(self, n: int) -> dict[str, Any]:
+        return self._latency("latency_wait", n, "rabbitmq", confirm="wait")
+
     def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
-        return self._latency("latency_noconfirm", n, "rabbitmq", confirm=False)
+        return self._latency("latency_noconfirm", n, "rabbitmq", confirm="0")
 
     def scenario_redis_latency(self, n: int) -> dict[str, Any]:
         return self._latency("redis_latency", n, "redis")

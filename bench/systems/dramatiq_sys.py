@@ -59,11 +59,13 @@ class Dramatiq(System):
     scenarios = frozenset(
         {
             "send_confirm",
+            "send_confirm_wait",
             "send_noconfirm",
             "drain_1x8",
             "drain_2x8",
             "drain_delayed_1x8",
             "latency",
+            "latency_wait",
             "latency_noconfirm",
             "redis_drain_1x8",
             "redis_latency",
@@ -88,6 +90,9 @@ class Dramatiq(System):
 
     def scenario_send_confirm(self, n: int) -> dict[str, Any]:
         return self._send("send_confirm", n, confirm=True)
+
+    def scenario_send_confirm_wait(self, n: int) -> dict[str, Any]:
+        return self._send("send_confirm_wait", n, confirm=True)  # it waits for each
 
     def scenario_send_noconfirm(self, n: int) -> dict[str, Any]:
         return self._send("send_noconfirm", n, confirm=False)
@@ -166,8 +171,11 @@ class Dramatiq(System):
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return self._latency("latency", n, "rabbitmq")
 
+    def scenario_latency_wait(self, n: int) -> dict[str, Any]:
+        return self._latency("latency_wait", n, "rabbitmq")  # its default: no confirms
+
     def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
-        return self._latency("latency_noconfirm", n, "rabbitmq")  # its default: no confirms
+        return self._latency("latency_noconfirm", n, "rabbitmq")
 
     def scenario_redis_latency(self, n: int) -> dict[str, Any]:
         return self._latency("redis_latency", n, "redis")

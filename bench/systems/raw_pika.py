@@ -114,11 +114,13 @@ class RawPika(System):
     scenarios = frozenset(
         {
             "send_confirm",
+            "send_confirm_wait",
             "send_noconfirm",
             "bulk_confirm",
             "drain_1x8",
             "drain_2x8",
             "latency",
+            "latency_wait",
             "latency_noconfirm",
         }
     )
@@ -148,6 +150,9 @@ class RawPika(System):
     def scenario_send_confirm(self, n: int) -> dict[str, Any]:
         return self._send("send_confirm", n, confirm=True)
 
+    def scenario_send_confirm_wait(self, n: int) -> dict[str, Any]:
+        return self.scenario_send_confirm(n)  # one confirm per publish, waited for
+
     def scenario_send_noconfirm(self, n: int) -> dict[str, Any]:
         return self._send("send_noconfirm", n, confirm=False)
 
@@ -171,8 +176,11 @@ class RawPika(System):
     def scenario_latency(self, n: int) -> dict[str, Any]:
         return raw_amqp_latency("pika", self.name, n)
 
-    def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
+    def scenario_latency_wait(self, n: int) -> dict[str, Any]:
         return raw_amqp_latency("pika", self.name, n)  # it never waits for confirms
+
+    def scenario_latency_noconfirm(self, n: int) -> dict[str, Any]:
+        return raw_amqp_latency("pika", self.name, n)
 
 
 def _bulk_select(queue: str, body: bytes, n: int) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     actors worker bench.tasks.actors_tasks -p P -t T [--broker URL]
 
 ``BENCH_BROKER`` = rabbitmq (default) or redis; ``BENCH_CONFIRM=0`` turns publisher confirms
-off (RabbitMQ; on by default, as in the library); ``BENCH_MIDDLEWARE=bare`` builds the broker
+off and ``BENCH_CONFIRM=wait`` makes ``send()`` wait for each (RabbitMQ; by default confirms are
+on and streamed, as in the library); ``BENCH_MIDDLEWARE=bare`` builds the broker
 with ``middleware=[]`` instead of the default stack; ``BENCH_QUEUE`` names the queue,
 ``BENCH_PREFIX`` the Redis namespace. The worker CLI is normally run with ``--broker URL`` (a
 default-configured broker, as a README user gets); the bare variant runs without it so that the
@@ -46,8 +47,13 @@ def _make_broker() -> actors.Broker:
         return RedisBroker(url=broker_url(), **options)
     from actors.brokers.rabbitmq import RabbitmqBroker
 
-    confirm = os.environ.get("BENCH_CONFIRM", "1") == "1"
-    return RabbitmqBroker(url=broker_url(), confirm_delivery=confirm, **options)
+    confirm = os.environ.get("BENCH_CONFIRM", "1")
+    return RabbitmqBroker(
+        url=broker_url(),
+        confirm_delivery=confirm != "0",
+        wait_for_confirms=confirm == "wait",
+        **options,
+    )
 
 
 broker = actors.set_broker(_make_broker())

@@ -221,3 +221,35 @@ def test_links_cut_mid_frame_or_slowed_reconnect_and_lose_nothing(
     assert report.sent_ok == 1000
     assert producer_link.connections_accepted >= 3, "the producer never reconnected"
     assert worker_link.connections_accepted >= 3, "the worker never reconnected"
+
+
+def test_streamed_sends_on_a_cut_link_are_sent_again_and_lose_nothing(
+    node: Node, ledger: LedgerFactory, worker_process: WorkerFactory, tcp_proxy: ProxyFactory
+) -> None:
+    # Given a worker on the node, and a producer behind a proxy whose send() returns before
+    # the confirm (streamed confirms, the default)
+    book = ledger()
+    producer_link = tcp_proxy(node.rabbit.port)
+    worker = worker_process(
+        node.rabbit.url, node.queue, book, threads=4, env={"FAULT_WORK_SECONDS": "0.002"}
+    )
+    proxied = RabbitmqBroker(url=node.amqp_url(producer_link.port), connect_timeout=20)
+    assert not proxied.settings.wait_for_confirms
+    messages = record_messages(node.queue, "streamed", 1000, padding=512)
+
+    # When the producer's link is reset twice while messages stream through it: what was
+    # written after the cut never reached RabbitMQ, though send() returned for it
+    for part in (messages[:500], messages[500:]):
+        producer_link.cut_after_bytes(150_001)
+        send_counted(proxied, part, book)
+    proxied.flush()
+
+    # Then the producer sent every unconfirmed message again, and each one was processed
+    wait_for_quiescence(node.broker, node.queue, book, timeout=60)
+    code, _ = worker.terminate()
+    proxied.close()
+    report = final_report(node.broker, node.queue, book, "streamed sends over a cut link")
+    assert code == 0
+    assert_valid(report)
+    assert report.sent_ok == 1000
+    assert producer_link.connections_accepted >= 3, "the producer never reconnected"

@@ -21,6 +21,7 @@ from actors.brokers.rabbitmq._settings import QueueType, RabbitmqSettings
 from actors.brokers.rabbitmq._sync import Link, Outgoing, Producer
 from actors.dead_letters import describe_dead_letter, replay_headers
 from actors.errors import BrokerError, QueueNotFound
+from actors.worker import current_delivery
 
 if TYPE_CHECKING:
     import ssl
@@ -45,7 +46,9 @@ class RabbitmqBroker(Broker):
         middleware: The middleware stack (default: the default stack).
         codec: The message codec (default msgpack).
         settings: All settings at once, instead of the keyword arguments below.
-        confirm_delivery: Wait for a publisher confirm on each publish (default True).
+        confirm_delivery: Publisher confirms on every publish (default True).
+        wait_for_confirms: `send()` returns only after the confirm (default False: it returns
+            once the message is written, and the producer keeps it until confirmed).
         max_priority: Priority levels per queue (default 10); None for no priorities.
         heartbeat: AMQP heartbeat in seconds (default 10).
         connection_name: Name shown in the management UI.
@@ -79,11 +82,12 @@ class RabbitmqBroker(Broker):
         max_deliveries: int | None = 3,
         management_url: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        wait_for_confirms: bool = False,
     ) -> None:
         super().__init__(middleware=middleware, codec=codec)
         self.settings = settings or RabbitmqSettings(
             url, confirm_delivery, max_priority, heartbeat, connection_name, connect_timeout,
-            queue_type, dlq_ttl, max_deliveries, management_url, ssl_context,
+            queue_type, dlq_ttl, max_deliveries, management_url, ssl_context, wait_for_confirms,
         )  # fmt: skip
         self._producer = Producer(self.settings)
         self._declared: set[str] = set()
@@ -142,7 +146,14 @@ class RabbitmqBroker(Broker):
         return Outgoing(exchange, routing_key, envelope.body, properties)
 
     def _publish(self, envelope: Envelope, delay: float | None) -> None:
-        self._producer.publish([self._outgoing(envelope, delay)])
+        outgoing = [self._outgoing(envelope, delay)]
+        if self.settings.wait_for_confirms or current_delivery() is not None:
+            # In a worker the message being processed is acknowledged after its hooks and
+            # actor return: what they sent (retries, callbacks, next steps) must be confirmed
+            # by then, or a crash in between would lose it.
+            self._producer.publish(outgoing)
+        else:
+            self._producer.stream(outgoing)
         if delay is not None:
             self._track_delay(envelope.queue, delay)
 
@@ -367,6 +378,20 @@ class RabbitmqBroker(Broker):
         self._producer.run(delete)
         self._declared.discard(queue)
         self._declared.discard(names.original_queue(queue))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until RabbitMQ confirmed every message that `send()` returned for.
+
+        `send()` returns once the message is written (unless ``wait_for_confirms``); the
+        producer keeps it until RabbitMQ's confirm comes, and publishes it again if the
+        connection is lost first. `close()`, the queue operations and interpreter exit flush.
+
+        Raises:
+            PublishError: RabbitMQ refused a message sent since the last flush (nacked it,
+                or found no queue for it); it was logged when read.
+            ConnectionFailed: RabbitMQ could not be reached in time to send messages again.
+        """
+        self._producer.flush(timeout)
 
     def close(self) -> None:
         """Close the producer connections; async ones are closed on their own loops."""

@@ -21,7 +21,7 @@ class RabbitmqSettings:
     Attributes:
         url: ``amqp://user:password@host:port/vhost`` or ``amqps://...`` (TLS); the query
             string takes pika's URL options (``heartbeat``, ``channel_max`` ...).
-        confirm_delivery: Wait for RabbitMQ's publisher confirm on every publish (default on).
+        confirm_delivery: Ask RabbitMQ for a publisher confirm of every publish (default on).
         max_priority: Priority levels of the queues (``x-max-priority``, default 10); None or
             0 declares queues without priorities.
         heartbeat: AMQP heartbeat in seconds (default 10): how soon a dead link is noticed.
@@ -35,6 +35,11 @@ class RabbitmqSettings:
         management_url: Base URL of the management HTTP API (default: same host, port 15672,
             or 15671 for ``amqps``; credentials from `url` unless the URL carries its own).
         ssl_context: TLS context for ``amqps`` (default: the system's trusted CAs).
+        wait_for_confirms: ``send()`` returns only once RabbitMQ confirmed the message (it is
+            on disk). Off by default: ``send()`` returns once the message is written to the
+            connection, and the producer keeps it until its confirm comes, publishing it
+            again if the connection is lost first (``flush()`` waits for them all). Inside
+            a worker, sends always wait: the message being processed is acknowledged after.
     """
 
     url: str = "amqp://guest:guest@localhost:5672/"
@@ -48,6 +53,7 @@ class RabbitmqSettings:
     max_deliveries: int | None = 3
     management_url: str | None = None
     ssl_context: ssl.SSLContext | None = None
+    wait_for_confirms: bool = False
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.url).scheme.lower()

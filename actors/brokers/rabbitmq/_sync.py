@@ -12,11 +12,13 @@ instead of pika's three buffered writes and a writability wake-up of its I/O loo
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -93,9 +95,12 @@ def describe_server(url: str) -> str:
 _WRITE_SIZE = 16 * 1024
 #: Seconds between two reads of the socket by a publisher without confirms.
 _UNCONFIRMED_POLL = 0.05
+#: Streamed publishes (see `Link.stream`) that may wait for their confirms on one link.
+_STREAM_WINDOW = 1000
 #: The longest pika's I/O loop sleeps in one poll, whatever its timers (5 s in pika 1.x).
 _POLL_CAP = float(getattr(_PollerBase, "_MAX_POLL_TIMEOUT", 5)) + 0.5
 _NOTHING_ELSE = (None,) * 9
+_NACKED = "nacked by RabbitMQ (queue full, or an internal error)"
 
 
 def _properties(properties: pika.BasicProperties) -> bytes:
@@ -140,10 +145,10 @@ class Link:
         self.heartbeat = settings.heartbeat
         self.last_used = time.monotonic()
         self._published = 0  # confirm-mode delivery tags count publishes from 1
-        self._pending: dict[int, int] = {}  # delivery tag -> index in the current batch
-        self._failed: dict[int, str] = {}  # index in the batch -> why the broker refused it
+        # Every publish waiting for its confirm, in publish order (so by ascending tag):
+        self._unconfirmed: dict[int, Outgoing] = {}
+        self._refused: list[tuple[Outgoing, str]] = []  # confirmed negatively, not yet reported
         self._returned: dict[str | None, str] = {}  # message id -> why it was returned
-        self._batch_ids: list[str | None] = []
         impl = self.channel._impl
         impl.add_on_return_callback(self._on_return)
         self._channel_impl = impl
@@ -167,22 +172,79 @@ class Link:
                 return False
         return bool(self.connection.is_open and self.channel.is_open)
 
-    def publish(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
-        """Publish `batch` with all its confirms in flight; return the refused messages and why.
+    @property
+    def unconfirmed(self) -> int:
+        """How many publishes on this link still wait for their confirm."""
+        return len(self._unconfirmed)
 
-        On return `batch` is empty. If a `LINK_ERRORS` exception escapes, `batch` holds exactly
-        the messages whose outcome is unknown (confirmed ones are removed), to be sent again.
+    def publish(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
+        """Publish `batch` and wait for every confirm on this link; return the refused messages.
+
+        Refused messages are those RabbitMQ nacked or returned, of this batch and of earlier
+        `stream` calls. On return `batch` is empty. If a `LINK_ERRORS` exception escapes,
+        `batch` holds exactly the messages of this link whose outcome is unknown (streamed
+        earlier or in this batch; confirmed ones are removed), to be sent again.
 
         Raises:
             LINK_ERRORS: The link died, or no confirm came before `deadline`.
         """
+        self._send(batch)
+        if not self.confirming:
+            self._poll_now_and_then()
+            return []
+        self.settle(deadline, batch)
+        return self.take_refused()
+
+    def stream(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
+        """Publish `batch` without waiting for its confirms; return the refused messages so far.
+
+        Confirms are read every `_UNCONFIRMED_POLL` seconds, by `settle`, or when
+        `_STREAM_WINDOW` publishes wait for theirs (then this waits until half of them came).
+        Errors as for `publish`.
+        """
+        self._send(batch)
+        if len(self._unconfirmed) < _STREAM_WINDOW:
+            self._poll_now_and_then()
+        else:
+            self.settle(deadline, batch, until=_STREAM_WINDOW // 2)
+        return self.take_refused()
+
+    def settle(self, deadline: float, batch: list[Outgoing] | None = None, until: int = 0) -> None:
+        """Read confirms until at most `until` publishes wait for theirs.
+
+        Raises:
+            LINK_ERRORS: As for `publish` (with `batch`, if given, holding the unknown ones).
+        """
+        unconfirmed = self._unconfirmed
+        try:
+            self._pump(lambda: len(unconfirmed) <= until, deadline)
+        except LINK_ERRORS:
+            if batch is not None:
+                batch[:] = self.take_unconfirmed()
+            raise
+
+    def take_unconfirmed(self) -> list[Outgoing]:
+        """Remove and return what this link published without a positive confirm (yet)."""
+        items = [item for item, _ in self._refused] + list(self._unconfirmed.values())
+        self._unconfirmed.clear()
+        self._refused.clear()
+        return items
+
+    def take_refused(self) -> list[tuple[Outgoing, str]]:
+        """Remove and return the messages RabbitMQ refused, with why."""
+        refused, self._refused = self._refused, []
+        return refused
+
+    def _send(self, batch: list[Outgoing]) -> None:
+        """Write `batch`, registering each message for its confirm; empty `batch` after.
+
+        Raises:
+            LINK_ERRORS: The link died; `batch` then holds the messages of unknown outcome.
+        """
         if not self._channel_impl.is_open:
             raise pika.exceptions.ChannelWrongStateError("producer channel is closed")
-        self._failed = {}
-        self._returned = {}
-        self._batch_ids = [item.properties.message_id for item in batch]
-        pending = self._pending
         sent = 0  # messages of the batch written so far
+        unconfirmed = self._unconfirmed
         try:
             # Written piece by piece as encoded, so that RabbitMQ works on the first messages
             # of a large batch while the rest are encoded.
@@ -190,24 +252,15 @@ class Link:
                 if self.confirming:
                     first = self._published + 1
                     self._published += count
-                    tags = range(first, self._published + 1)
-                    pending.update(zip(tags, range(sent, sent + count), strict=True))
+                    tags = range(first, first + count)
+                    unconfirmed.update(zip(tags, batch[sent : sent + count], strict=True))
                 self._write(data, frames)
                 sent += count
-            if not self.confirming:
-                self._poll_now_and_then()
-                batch.clear()
-                return []
-            self._pump(lambda: not pending, deadline)
         except LINK_ERRORS:
-            unknown = set(pending.values()) | set(self._failed)
-            batch[:] = [item for i, item in enumerate(batch) if i in unknown or i >= sent]
-            pending.clear()
+            batch[:] = self.take_unconfirmed() + batch[sent:]
             raise
-        refused = [(batch[index], why) for index, why in sorted(self._failed.items())]
         batch.clear()
         self.last_used = time.monotonic()
-        return refused
 
     def _encode(self, batch: list[Outgoing]) -> Iterator[tuple[int, bytes, int]]:
         """Encode `batch` in pieces of about `_WRITE_SIZE` bytes: (messages, bytes, frames)."""
@@ -294,25 +347,27 @@ class Link:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         nacked = isinstance(method, pika.spec.Basic.Nack)
-        pending = self._pending
+        unconfirmed = self._unconfirmed
         if method.multiple:
             last = method.delivery_tag
             tags = []
-            for tag in pending:  # in publish order, so ascending
+            for tag in unconfirmed:  # in publish order, so ascending
                 if tag > last:
                     break
                 tags.append(tag)
         else:
             tags = [method.delivery_tag]
         for tag in tags:
-            index = pending.pop(tag, None)
-            if index is None:
+            item = unconfirmed.pop(tag, None)
+            if item is None:
                 continue
             if nacked:
-                self._failed[index] = "nacked by RabbitMQ (queue full, or an internal error)"
-            elif self._returned and self._batch_ids[index] in self._returned:
+                self._refused.append((item, _NACKED))
+            elif self._returned:
                 # A return always arrives before the confirm of the same message.
-                self._failed[index] = self._returned.pop(self._batch_ids[index])
+                why = self._returned.pop(item.properties.message_id, None)
+                if why is not None:
+                    self._refused.append((item, why))
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
         self._returned[properties.message_id] = (
@@ -337,11 +392,18 @@ class Producer:
         self._server = describe_server(settings.url)
         self._idle: list[Link] = []
         self._lock = threading.Lock()
+        # Streamed messages of links that died before their confirm came (sent again by the
+        # next publish or flush), and refusals of streamed messages not yet raised by `flush`.
+        self._orphans: list[Outgoing] = []
+        self._refused: list[tuple[Outgoing, str]] = []
+        self._streamed = False  # some link may hold streamed messages without their confirm
+        _LIVE.add(self)
 
     def run(self, operation: Callable[[Link], T], *, timeout: float | None = None) -> T:
         """Run `operation` on a link, reconnecting and running it again if the link dies.
 
-        `operation` must be safe to repeat (a publish repeats only what is unconfirmed).
+        `operation` must be safe to repeat. Streamed messages are settled first, so that the
+        operation (a queue count, a purge) sees them where they went.
 
         Args:
             operation: What to do with the link; pika channel errors propagate.
@@ -351,6 +413,11 @@ class Producer:
             ConnectionFailed: RabbitMQ could not be reached, or kept dropping the
                 connection, for `timeout` seconds.
         """
+        if self._streamed:
+            self._settle(timeout)
+        return self._run(operation, timeout)
+
+    def _run(self, operation: Callable[[Link], T], timeout: float | None) -> T:
         wait = self._settings.connect_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         for attempt in itertools.count():
@@ -359,7 +426,7 @@ class Producer:
                 try:
                     result = operation(link)
                 except LINK_ERRORS as exc:
-                    link.close()
+                    self._discard(link)
                     error = exc
                 except BaseException:
                     self._release(link, healthy=False)
@@ -383,14 +450,95 @@ class Producer:
             PublishError: RabbitMQ nacked a message or could not route it.
             ConnectionFailed: Not every message was confirmed within the timeout.
         """
-        remaining = list(batch)
+        remaining = self._take_orphans() + list(batch)
         wait = self._settings.connect_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
 
         def attempt(link: Link) -> list[tuple[Outgoing, str]]:
             return link.publish(remaining, max(deadline, time.monotonic() + 1.0))
 
-        refused = self.run(attempt, timeout=wait)
+        self._raise_refused(self._run(attempt, timeout=wait))
+
+    def stream(self, batch: Sequence[Outgoing]) -> None:
+        """Publish `batch` and return without waiting for its confirms.
+
+        The link keeps each message until RabbitMQ confirms it; one whose link dies first is
+        published again by the next `publish`, `stream` or `flush`. Without confirms (the
+        setting) this is `publish`. A refusal that is read here (of a message streamed before)
+        is logged and kept for `flush` to raise.
+
+        Raises:
+            ConnectionFailed: No link could be had in time (the messages were then published
+                and confirmed on one, or not sent at all).
+        """
+        if not self._settings.confirm_delivery:
+            self.publish(batch)
+            return
+        orphans = self._take_orphans()
+        if orphans:
+            self.publish(orphans)
+        link, _ = self._acquire()
+        if link is None:  # RabbitMQ unreachable: the waiting path retries until its timeout
+            self.publish(batch)
+            return
+        remaining = list(batch)
+        self._streamed = True
+        try:
+            refused = link.stream(remaining, time.monotonic() + self._settings.connect_timeout)
+        except LINK_ERRORS:
+            self._discard(link)
+            self.publish(remaining)  # `remaining` holds every message of unknown outcome
+            return
+        except BaseException:
+            self._release(link, healthy=False)
+            raise
+        self._release(link, healthy=True)
+        self._keep_refused(refused)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until RabbitMQ confirmed every streamed message of the idle links.
+
+        Messages whose link died are published again (and confirmed) on another.
+
+        Raises:
+            PublishError: RabbitMQ refused a streamed message (nacked it, or could not route
+                it) since the last flush.
+            ConnectionFailed: RabbitMQ could not be reached in time to resend messages.
+        """
+        self._settle(timeout)
+        with self._lock:
+            refused, self._refused = self._refused, []
+        self._raise_refused(refused)
+
+    def _settle(self, timeout: float | None) -> None:
+        """Read the confirms of streamed messages; refusals are kept for `flush` to raise."""
+        wait = self._settings.connect_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._lock:
+            links, self._idle = self._idle, []
+            self._streamed = False
+        for link in links:
+            try:
+                link.settle(deadline)
+            except LINK_ERRORS:
+                self._discard(link)
+            else:
+                self._keep_refused(link.take_refused())
+                self._release(link, healthy=True)
+        orphans = self._take_orphans()
+        if orphans:
+            self.publish(orphans, timeout=max(0.0, deadline - time.monotonic()))
+
+    def _keep_refused(self, refused: list[tuple[Outgoing, str]]) -> None:
+        for item, why in refused:
+            logger.error("RabbitMQ refused message %s to %r after send() returned: %s",
+                         item.properties.message_id, item.routing_key, why)  # fmt: skip
+        if refused:
+            with self._lock:
+                self._refused += refused
+
+    @staticmethod
+    def _raise_refused(refused: list[tuple[Outgoing, str]]) -> None:
         if refused:
             item, why = refused[0]
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
@@ -399,13 +547,26 @@ class Producer:
                 message_id=item.properties.message_id,
             )
 
+    def _take_orphans(self) -> list[Outgoing]:
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
+        return orphans
+
+    def _discard(self, link: Link) -> None:
+        """Close a dead link, keeping its unconfirmed messages to be sent again."""
+        orphans = link.take_unconfirmed()
+        link.close()
+        if orphans:
+            with self._lock:
+                self._orphans += orphans
+
     def _acquire(self) -> tuple[Link | None, BaseException | None]:
         with self._lock:
             idle = self._idle.pop() if self._idle else None
         while idle is not None:
             if idle.is_fresh():
                 return idle, None
-            idle.close()
+            self._discard(idle)
             with self._lock:
                 idle = self._idle.pop() if self._idle else None
         try:
@@ -422,11 +583,30 @@ class Producer:
             with self._lock:
                 self._idle.append(link)
             return
-        link.close()
+        self._discard(link)
 
     def close(self) -> None:
-        """Close every idle link (a later operation opens a new one)."""
+        """Settle streamed messages (bounded), then close every idle link.
+
+        A later operation opens a new link. A refusal or a failure to resend is logged here,
+        not raised: closing must not fail.
+        """
+        try:
+            self.flush()
+        except (PublishError, ConnectionFailed) as exc:
+            logger.error("closing the RabbitMQ producer: %s", exc)
         with self._lock:
             idle, self._idle = self._idle, []
         for link in idle:
             link.close()
+
+
+_LIVE: weakref.WeakSet[Producer] = weakref.WeakSet()
+
+
+@atexit.register
+def _settle_at_exit() -> None:
+    """Streamed messages are confirmed (or sent again) before the interpreter exits."""
+    for producer in list(_LIVE):
+        if producer._streamed or producer._orphans:
+            producer.close()
