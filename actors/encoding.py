@@ -137,6 +137,8 @@ def max_depth(tree: Any, limit: int) -> int:
     return deepest
 
 
+_FLOAT_EXACT = 2**53  # numbers in the body stay within what a float holds exactly
+
 _REQUIRED_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
     ("id", str),
     ("queue", str),
@@ -271,35 +273,55 @@ class Codec:
     def _message_from(self, data: Any) -> Message[Any]:
         if not isinstance(data, dict):
             raise DecodeError(f"body is a {type(data).__name__}, not a map")
-        if data.get("v") != names.WIRE_VERSION:
-            raise DecodeError(f"unsupported wire version {data.get('v')!r}")
-        for name, kind in _REQUIRED_FIELDS:
-            if not isinstance(data.get(name), kind):
-                raise DecodeError(f"field {name!r} is missing or not a {_kind_name(kind)}")
+        get = data.get
+        if get("v") != names.WIRE_VERSION:
+            raise DecodeError(f"unsupported wire version {get('v')!r}")
+        id_, queue, actor = get("id"), get("queue"), get("actor")
+        args, kwargs = get("args"), get("kwargs")
+        if not (
+            isinstance(id_, str)
+            and isinstance(queue, str)
+            and isinstance(actor, str)
+            and isinstance(args, list)
+            and isinstance(kwargs, dict)
+        ):
+            raise _field_error(data)
         if max_depth(data, self.max_depth + 2) > self.max_depth + 2:
             raise DecodeError(f"arguments nest deeper than {self.max_depth} levels")
-        options = data.get("options") or {}
+        options = get("options") or {}
         if not isinstance(options, dict):
             raise DecodeError("field 'options' is not a map")
         return Message(
-            queue=data["queue"],
-            actor=data["actor"],
-            args=tuple(data["args"]),
-            kwargs=data["kwargs"],
+            queue=queue,
+            actor=actor,
+            args=tuple(args),
+            kwargs=kwargs,
             options=options,
-            id=data["id"],
-            enqueued_at=_number(data.get("enqueued_at"), time.time()),
-            priority=int(_number(data.get("priority"), 0)),
-            retries=int(_number(data.get("retries"), 0)),
+            id=id_,
+            enqueued_at=_number(get("enqueued_at"), time.time()),
+            priority=int(_number(get("priority"), 0)),
+            retries=int(_number(get("retries"), 0)),
         )
 
 
 def _number(value: Any, default: float) -> float:
+    kind = type(value)
+    if (kind is float or kind is int) and -_FLOAT_EXACT <= value <= _FLOAT_EXACT:
+        return float(value)  # the common case; NaN and the infinities fail the comparison
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    if not math.isfinite(value) or abs(value) > 2**53:
+    if not math.isfinite(value) or abs(value) > _FLOAT_EXACT:
         raise DecodeError(f"number out of range: {value!r}")
     return float(value)
+
+
+def _field_error(data: dict[Any, Any]) -> DecodeError:
+    """The error for the first required field of `data` that is missing or of the wrong type."""
+    return next(
+        DecodeError(f"field {name!r} is missing or not a {_kind_name(kind)}")
+        for name, kind in _REQUIRED_FIELDS
+        if not isinstance(data.get(name), kind)
+    )
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -14,6 +14,9 @@ def seconds(value: Any, option: str) -> float | None:
     Raises:
         ConfigurationError: `value` is neither, or negative.
     """
+    kind = type(value)
+    if (kind is float or kind is int) and value >= 0:  # the common case (read per message)
+        return float(value)
     if value is None:
         return None
     if isinstance(value, timedelta):

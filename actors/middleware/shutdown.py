@@ -60,7 +60,9 @@ class ShutdownNotifications(Middleware):
     def before_process_message(self, broker: Broker, delivery: Delivery) -> None:
         """Expose the stopping flag to the actor; note the thread of notified sync actors."""
         if self._stopping:
-            _stopping.set(next(iter(self._stopping.values())))
+            event = next(iter(self._stopping.values()))
+            if _stopping.get() is not event:  # a worker thread keeps it from its last message
+                _stopping.set(event)
         actor = delivery.actor
         if actor is not None and not actor.is_async and delivery.option("notify_shutdown"):
             self._threads[delivery] = threading.get_ident()

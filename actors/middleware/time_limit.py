@@ -30,7 +30,7 @@ DEFAULT_GRACE = 10.0
 class Watch:
     """One running message under a time limit, as the watchdog sees it (monotonic times)."""
 
-    label: str
+    delivery: Delivery
     thread_id: int | None  # the thread of a sync actor; None for an async actor
     soft_at: float | None  # when to raise TimeLimitExceeded into the thread (sync only)
     hard_at: float  # when to give up on the process
@@ -47,7 +47,8 @@ class Watchdog:
     def __init__(self, on_hard: Callable[[Watch], None], clock: Callable[[], float]) -> None:
         self._on_hard = on_hard
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # taken twice per message: the plain lock, not the Condition
+        self._cond = threading.Condition(self._lock)
         self._watches: set[Watch] = set()
         self._wake_at = float("inf")
         self._thread: threading.Thread | None = None
@@ -72,15 +73,17 @@ class Watchdog:
             self._thread = None
 
     def add(self, watch: Watch) -> None:
-        """Watch a message that starts running now."""
-        with self._cond:
+        """Watch a message that starts running now (starting the thread if it is not running)."""
+        if not self._running:  # asked for every message: no lock once the thread runs
+            self.start()
+        with self._lock:
             self._watches.add(watch)
             if _next_deadline(watch) < self._wake_at:
                 self._cond.notify()
 
     def remove(self, watch: Watch) -> bool:
         """Stop watching; return True if the soft limit already fired for it."""
-        with self._cond:
+        with self._lock:
             self._watches.discard(watch)
             return watch.fired
 
@@ -164,22 +167,21 @@ class TimeLimit(Middleware):
     def before_process_message(self, broker: Broker, delivery: Delivery) -> None:
         """Arm the limit: a watchdog entry, and for async actors a cancel timer."""
         limit = seconds(delivery.option("time_limit", self._default), "time_limit")
-        if limit is None or delivery.actor is None:
+        actor = delivery.actor
+        if limit is None or actor is None:
             return
         now = self._clock()
-        label = f"{delivery.actor.actor_name}[{delivery.message_id}]"
         timer: asyncio.TimerHandle | None = None
-        if delivery.actor.is_async:
+        if actor.is_async:
             task = asyncio.current_task()
             if task is None:
                 return
             reason = f"time limit of {limit:g}s exceeded"
             timer = asyncio.get_running_loop().call_later(limit, task.cancel, reason)
-            watch = Watch(label, None, None, now + limit + self._grace)
+            watch = Watch(delivery, None, None, now + limit + self._grace)
         else:
-            watch = Watch(label, threading.get_ident(), now + limit, now + limit + self._grace)
+            watch = Watch(delivery, threading.get_ident(), now + limit, now + limit + self._grace)
         self._running[delivery] = (watch, timer)
-        self._watchdog.start()
         self._watchdog.add(watch)
 
     def after_process_message(
@@ -210,7 +212,7 @@ class TimeLimit(Middleware):
             interrupt_thread(watch.thread_id, None)
 
     def _on_hard_limit(self, watch: Watch) -> None:
-        reason = f"{watch.label} is still running {self._grace:g}s past its time limit"
+        reason = f"{watch.delivery.label} is still running {self._grace:g}s past its time limit"
         for worker in list(self._workers):
             worker.hard_exit(reason)
         if not self._workers:

@@ -137,19 +137,20 @@ _KEYS_KEPT = 512
 def _table_from(data: bytes, pos: int, end: int) -> dict[str, Any]:
     table: dict[str, Any] = {}
     keys = _KEYS
+    length_at = _U32.unpack_from
     while pos < end:
-        size = data[pos]
-        raw_key = data[pos + 1 : pos + 1 + size]
-        pos += 1 + size
+        start = pos + 1
+        pos = start + data[pos]
+        raw_key = data[start:pos]
         key = keys.get(raw_key)
         if key is None:
             key = raw_key.decode()
             if len(keys) < _KEYS_KEPT:
                 keys[raw_key] = key
         if data[pos] == 0x53:  # 'S', nearly every header of ours: inlined
-            (length,) = _U32.unpack_from(data, pos + 1)
-            raw = data[pos + 5 : pos + 5 + length]
-            pos += 5 + length
+            start = pos + 5
+            pos = start + length_at(data, pos + 1)[0]
+            raw = data[start:pos]
             try:
                 table[key] = raw.decode()
             except UnicodeDecodeError:
@@ -248,8 +249,8 @@ def table(value: dict[str, Any] | None) -> bytes:
 
 def read_shortstr(buf: Any, pos: int) -> tuple[str, int]:
     """Read a short string at `pos`; return it and the position after it."""
-    size = buf[pos]
-    return bytes(buf[pos + 1 : pos + 1 + size]).decode(), pos + 1 + size
+    end = pos + 1 + buf[pos]
+    return str(buf[pos + 1 : end], "utf-8"), end
 
 
 # -- content properties ---------------------------------------------------------------------------
@@ -287,15 +288,20 @@ _PROPERTY_LAYOUT = (
 _KEPT = frozenset(("content_type", "headers", "delivery_mode", "priority", "message_id"))
 
 
-_PLANS: dict[int, tuple[tuple[str, int], ...]] = {}
+_PLANS: dict[int, tuple[tuple[str | None, int], ...]] = {}
 
 
-def _plan(flags: int) -> tuple[tuple[str, int], ...]:
-    """The (name, kind) of each property present under `flags`, in wire order (cached)."""
+def _plan(flags: int) -> tuple[tuple[str | None, int], ...]:
+    """The (name, kind) of each property present under `flags`, in wire order (cached).
+
+    The name is None for a property that `Properties` does not keep: it is skipped, not decoded.
+    """
     plan = _PLANS.get(flags)
     if plan is None:
         plan = _PLANS[flags] = tuple(
-            (name, kind) for bit, name, kind in _PROPERTY_LAYOUT if flags & (1 << bit)
+            (name if name in _KEPT else None, kind)
+            for bit, name, kind in _PROPERTY_LAYOUT
+            if flags & (1 << bit)
         )
     return plan
 
@@ -303,30 +309,28 @@ def _plan(flags: int) -> tuple[tuple[str, int], ...]:
 def decode_properties(buf: Any, pos: int, end: int) -> Properties:
     """Decode a content header's property flags and list (``buf[pos:end]``)."""
     data = bytes(buf[pos:end])
-    (flags,) = _U16.unpack_from(data, 0)
     pos = 2
-    props = Properties()
-    for name, kind in _plan(flags):
-        value: Any
+    kept: dict[str, Any] = {}
+    for name, kind in _plan(data[0] << 8 | data[1]):
         if kind == _SHORTSTR:
-            size = data[pos]
-            value = data[pos + 1 : pos + 1 + size].decode()
-            pos += 1 + size
+            start = pos + 1
+            pos = start + data[pos]
+            if name is not None:
+                kept[name] = data[start:pos].decode()
         elif kind == _TABLE:
-            (size,) = _U32.unpack_from(data, pos)
-            value = _table_from(data, pos + 4, pos + 4 + size)
-            pos += 4 + size
+            start = pos + 4
+            pos = start + _U32.unpack_from(data, pos)[0]
+            if name is not None:
+                kept[name] = _table_from(data, start, pos)
         elif kind == _OCTET:
-            value = data[pos]
+            if name is not None:
+                kept[name] = data[pos]
             pos += 1
         else:
             pos += 8
-            continue
-        if name in _KEPT:
-            setattr(props, name, value)
     if pos > len(data):
         raise ProtocolError("content header properties run past their frame")
-    return props
+    return Properties(**kept)
 
 
 def encode_properties(props: Properties) -> bytes:
@@ -383,14 +387,11 @@ def encoded_content_frames(channel: int, properties: bytes, body: bytes, body_ma
     return b"".join(out)
 
 
-def read_frame_head(buf: Any, pos: int) -> tuple[int, int, int]:
-    """Return (type, channel, payload size) of the frame at `pos`."""
-    return _FRAME_HEAD.unpack_from(buf, pos)
-
-
-def read_method_id(buf: Any, pos: int) -> tuple[int, int]:
-    """Return (class id, method id) of the method frame payload at `pos`."""
-    return _METHOD_ID.unpack_from(buf, pos)
+# Called for every frame: the structs' own bound methods, so that a read is no Python call.
+#: ``read_frame_head(buf, pos)``: (type, channel, payload size) of the frame at `pos`.
+read_frame_head = _FRAME_HEAD.unpack_from
+#: ``read_method_id(buf, pos)``: (class id, method id) of the method frame payload at `pos`.
+read_method_id = _METHOD_ID.unpack_from
 
 
 def read_body_size(buf: Any, pos: int) -> int:
