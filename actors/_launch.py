@@ -53,6 +53,7 @@ def main(argv: list[str]) -> int:
         broker_url=options["broker_url"],
         queues=tuple(options["queues"]),
         threads=options["threads"],
+        adaptive_threads=options["adaptive_threads"],
         shutdown_timeout=options["shutdown_timeout"],
         max_tasks=options["max_tasks"],
     )

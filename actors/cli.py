@@ -97,6 +97,12 @@ def main() -> None:
     help="Threads per process for sync actors (async actors have their own slots).",
 )
 @click.option(
+    "--fixed-threads",
+    is_flag=True,
+    help="Keep every thread running actors even while the process is bound by the GIL "
+    "(by default fewer run then; all of them while actors wait on I/O).",
+)
+@click.option(
     "-Q",
     "--queues",
     multiple=True,
@@ -151,6 +157,7 @@ def worker(
     modules: tuple[str, ...],
     processes: int,
     threads: int,
+    fixed_threads: bool,
     queues: tuple[str, ...],
     broker_url: str | None,
     shutdown_timeout: float,
@@ -171,6 +178,7 @@ def worker(
             "modules": list(modules),
             "processes": processes,
             "threads": threads,
+            "adaptive_threads": not fixed_threads,
             "queues": [q for group in queues for q in group.split(",") if q],
             "broker_url": broker_url,
             "shutdown_timeout": shutdown_timeout,

@@ -48,6 +48,7 @@ class WorkerSpec:
     broker_url: str | None
     queues: tuple[str, ...]
     threads: int
+    adaptive_threads: bool
     shutdown_timeout: float
     max_tasks: int | None
     debug: bool = False
@@ -118,6 +119,7 @@ def run_child(
         registry.get_broker(),
         queues=spec.queues or None,
         threads=spec.threads,
+        adaptive_threads=spec.adaptive_threads,
         shutdown_timeout=spec.shutdown_timeout,
         max_messages=spec.max_tasks,
     )

@@ -30,6 +30,7 @@ from actors.errors import (
     TimeLimitExceeded,
     WorkerShutdown,
 )
+from actors.thread_gate import ThreadGate
 
 logger = logging.getLogger("actors.worker")
 
@@ -54,6 +55,8 @@ class Worker:
         broker: Where messages come from.
         queues: The queues to consume (default: the queues of every declared actor).
         threads: Threads for sync actors (default 8).
+        adaptive_threads: Run fewer of the threads at once while the process is bound by the
+            GIL, and all of them while actors wait on I/O (default True; see `ThreadGate`).
         async_concurrency: Async actors in flight at once (default 64), apart from `threads`.
         prefetch: Deliveries taken ahead of processing (default: enough to keep every thread
             and async slot busy, and no more, so that priorities hold).
@@ -67,6 +70,7 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         threads: int = DEFAULT_THREADS,
+        adaptive_threads: bool = True,
         async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
         prefetch: int | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
@@ -84,6 +88,8 @@ class Worker:
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        work = self._work
+        self._gate = ThreadGate(self.threads, lambda: not work.empty(), adaptive=adaptive_threads)
         self._threads: list[threading.Thread] = []
         self._consumer: Consumer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,6 +158,7 @@ class Worker:
             if self._consumer is not None:
                 self._consumer.stop()
             self._requeue_waiting()
+            self._gate.open()
             for _ in self._threads:
                 self._work.put(None)
             if not self._wait_idle(timeout):
@@ -295,14 +302,21 @@ class Worker:
     # -- sync actors ----------------------------------------------------------------------------
 
     def _run_sync_thread(self) -> None:
-        work = self._work
-        while (delivery := work.get()) is not None:
+        work, gate = self._work, self._gate
+        while True:
+            gate.enter()
+            delivery = work.get()
+            if delivery is None:
+                gate.leave()
+                return
+            gate.started()
             try:
                 self._process_sync(delivery)
             except BaseException:  # the thread must survive anything one message does
                 logger.exception("unexpected error processing %s", delivery.label)
             finally:
                 self._finished()
+                gate.leave()
 
     def _process_sync(self, delivery: Delivery) -> None:
         token = _current_delivery.set(delivery)

@@ -18,8 +18,10 @@ How it is measured (see bench/common.py):
 - The task does one Redis INCR (db 15) per message; queues are classic durable, messages
   persistent; every queue and key is unique per run and deleted afterwards.
 - send_*: one thread, timed from the first publish until the last publish returns (with
-  confirms: until it is confirmed). bulk_confirm: chunks of 1,000 publishes in flight, wait
-  for all their confirms, next chunk.
+  confirms: until it is confirmed; actors' default send_confirm streams confirms, and its
+  clock stops after `broker.flush()` confirmed the last one; send_confirm_wait and
+  latency_wait make actors' send() wait for each confirm, as the others' confirmed sends do).
+  bulk_confirm: chunks of 1,000 publishes in flight, wait for all their confirms, next chunk.
 - drain_*: workers start on an empty queue and are waited for (ready line, then consumer count
   on RabbitMQ); idle RSS is sampled, the worker processes are suspended (SIGSTOP), the backlog
   is published with the system's own client, the workers are resumed (SIGCONT) and the Redis

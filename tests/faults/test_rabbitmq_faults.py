@@ -62,7 +62,13 @@ def node(private_rabbit: PrivateRabbit, namespace: str) -> Iterator[Node]:
 
 
 def _counted_run_with_faults(
-    node: Node, book: Ledger, worker_process: WorkerFactory, fault: str, connect_timeout: float
+    node: Node,
+    book: Ledger,
+    worker_process: WorkerFactory,
+    fault: str,
+    connect_timeout: float,
+    *,
+    wait_for_confirms: bool = False,
 ) -> int:
     """A worker consumes while a sender sends; `fault` strikes three times mid-stream.
 
@@ -71,7 +77,9 @@ def _counted_run_with_faults(
     worker = worker_process(
         node.rabbit.url, node.queue, book, threads=4, env={"FAULT_WORK_SECONDS": "0.002"}
     )
-    producer = RabbitmqBroker(url=node.rabbit.url, connect_timeout=connect_timeout)
+    producer = RabbitmqBroker(
+        url=node.rabbit.url, connect_timeout=connect_timeout, wait_for_confirms=wait_for_confirms
+    )
     sender = BackgroundSender(producer, record_messages(node.queue, fault, 5000), book)
     sender.start()
     try:
@@ -109,10 +117,14 @@ def test_close_all_connections_during_sends_and_consumption_loses_nothing(
 def test_stop_app_and_start_app_during_sends_and_consumption_loses_nothing(
     node: Node, ledger: LedgerFactory, worker_process: WorkerFactory
 ) -> None:
-    # connect_timeout 1 s is shorter than the outage: sends fail with ConnectionFailed (an
-    # unknown outcome), and the sender resends them with the same id until they are confirmed
+    # connect_timeout 1 s is shorter than the outage, and send() waits for its confirm: sends
+    # fail with ConnectionFailed (an unknown outcome), and the sender resends them with the
+    # same id until they are confirmed. (Streamed sends, the default, resend by themselves:
+    # the close_all_connections test and the cut-link test below count those.)
     book = ledger()
-    unknown = _counted_run_with_faults(node, book, worker_process, "stop_app", 1)
+    unknown = _counted_run_with_faults(
+        node, book, worker_process, "stop_app", 1, wait_for_confirms=True
+    )
     report = final_report(
         node.broker, node.queue, book, f"stop_app/start_app x3 ({unknown} unknown sends)"
     )
