@@ -75,28 +75,45 @@ class ThreadGate:
         return self._active
 
     def enter(self) -> None:
-        """Wait until this thread may take a message."""
+        """Wait until this thread may take messages (it then keeps its place between them)."""
         with self._lock:
-            while self._active - self._long >= self.limit:
-                # A waiting thread looks again after a window without any thread leaving:
-                # the running actors may all be waiting (on I/O, or on work queued behind
-                # them), and only another thread can then see that the process sits idle.
-                if not self._cond.wait(WINDOW):
-                    self._look()
+            self._wait_for_place()
             self._active += 1
 
     def started(self) -> None:
         """This thread took a message (after `enter`) and runs it now."""
         self._started[threading.get_ident()] = self._clock()
 
+    def finished(self) -> None:
+        """This thread finished its message; returns once it may take the next one.
+
+        A thread keeps its place from one message to the next (handing it to another
+        thread would cost a context switch per message) unless more threads run than the
+        limit allows: then it waits, as in `enter`.
+        """
+        with self._lock:
+            self._started.pop(threading.get_ident(), None)
+            self._look()
+            if self._active - self._long > self.limit:
+                self._active -= 1
+                self._wait_for_place()
+                self._active += 1
+
     def leave(self) -> None:
-        """This thread is done with its message, or took none (after `enter`)."""
+        """This thread stops taking messages (the worker is stopping)."""
         with self._lock:
             self._started.pop(threading.get_ident(), None)
             self._active -= 1
-            self._look()
-            if self._active - self._long < self.limit:
-                self._cond.notify()
+            self._cond.notify()
+
+    def _wait_for_place(self) -> None:
+        """Wait until fewer threads run than the limit allows (under the lock)."""
+        while self._active - self._long >= self.limit:
+            # A waiting thread looks again after a window without any thread finishing:
+            # the running actors may all be waiting (on I/O, or on work queued behind
+            # them), and only another thread can then see that the process sits idle.
+            if not self._cond.wait(WINDOW):
+                self._look()
 
     def open(self) -> None:
         """Admit every thread from now on (the worker is stopping: all must see the end)."""

@@ -303,12 +303,8 @@ class Worker:
 
     def _run_sync_thread(self) -> None:
         work, gate = self._work, self._gate
-        while True:
-            gate.enter()
-            delivery = work.get()
-            if delivery is None:
-                gate.leave()
-                return
+        gate.enter()
+        while (delivery := work.get()) is not None:
             gate.started()
             try:
                 self._process_sync(delivery)
@@ -316,7 +312,8 @@ class Worker:
                 logger.exception("unexpected error processing %s", delivery.label)
             finally:
                 self._finished()
-                gate.leave()
+                gate.finished()
+        gate.leave()
 
     def _process_sync(self, delivery: Delivery) -> None:
         token = _current_delivery.set(delivery)

@@ -40,6 +40,7 @@ def _window(gate: ThreadGate, process: FakeProcess, cores: float, *, backlog: bo
     gate.enter()
     process.now += WINDOW
     process.cpu_seconds += cores * WINDOW
+    gate.finished()
     gate.leave()
     return gate.limit
 
@@ -164,6 +165,7 @@ def test_threads_on_long_messages_do_not_count_against_the_limit() -> None:
         gate.enter()
         gate.started()
         release.wait(10)
+        gate.finished()
         gate.leave()
 
     runaways = [threading.Thread(target=long_message, daemon=True) for _ in range(2)]
