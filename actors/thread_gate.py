@@ -18,9 +18,12 @@ one) never leave the short ones without threads, as they would not in a fixed po
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+
+logger = logging.getLogger("actors.worker")
 
 #: Seconds between two looks at the process's CPU time.
 WINDOW = 0.25
@@ -139,6 +142,8 @@ class ThreadGate:
     def _adapt(self, now: float) -> None:
         cpu = self._cpu()
         cores = (cpu - self._cpu_start) / (now - self._window_start)
+        self._window_start, self._cpu_start = now, cpu
+        before = self.limit
         low, high = GIL_BOUND
         if low <= cores <= high and self.limit > self.floor:
             # Halfway to the floor: a backlog of short actors settles within a second; a
@@ -147,4 +152,5 @@ class ThreadGate:
         elif cores < UNDERUSED and self.limit < self.threads and self._backlog():
             self.limit += 1
             self._cond.notify()
-        self._window_start, self._cpu_start = now, cpu
+        if self.limit != before:
+            logger.debug("thread gate: %d running threads (%.2f cores used)", self.limit, cores)
