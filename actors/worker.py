@@ -61,7 +61,8 @@ class Worker:
         prefetch: Deliveries taken ahead of processing (default: enough to keep every thread
             and async slot busy, and no more, so that priorities hold).
         shutdown_timeout: Seconds that `stop()` lets in-flight work finish (default 30).
-        max_messages: Stop after this many messages (for recycling child processes).
+        max_messages: Stop after taking this many messages (for recycling child processes);
+            those already handed to the threads are processed before it stops.
     """
 
     def __init__(
@@ -143,6 +144,13 @@ class Worker:
             timeout: Seconds to let in-flight work finish (default: `shutdown_timeout`).
                 Work still running then is returned to the broker when the connection closes.
         """
+        self._stop(timeout, give_back=True)
+
+    def _recycle(self) -> None:
+        """Stop after `max_messages`: what the threads were handed is processed, not given back."""
+        self._stop(None, give_back=False)
+
+    def _stop(self, timeout: float | None, *, give_back: bool) -> None:
         with self._state:
             if self._stop_started:
                 first = False
@@ -157,7 +165,8 @@ class Worker:
             self.broker.emit_guarded("before_worker_shutdown", None, self)
             if self._consumer is not None:
                 self._consumer.stop()
-            self._requeue_waiting()
+            if give_back:
+                self._requeue_waiting()
             self._gate.open()
             for _ in self._threads:
                 self._work.put(None)
@@ -261,7 +270,7 @@ class Worker:
             logger.exception("could not take %s", delivery.label)
             self._finished()
         if self.max_messages is not None and taken == self.max_messages:
-            threading.Thread(target=self.stop, name="actors-recycle", daemon=True).start()
+            threading.Thread(target=self._recycle, name="actors-recycle", daemon=True).start()
 
     def _dispatch(self, delivery: Delivery) -> None:
         if self.stopping.is_set():
