@@ -8,7 +8,7 @@ import pytest
 
 import actors
 from actors.brokers.memory import MemoryBroker
-from actors.testing import running_worker, wait_until
+from actors.testing import wait_until
 from actors.thread_gate import WINDOW, ThreadGate
 
 
@@ -110,26 +110,10 @@ def test_threads_beyond_the_limit_wait_until_one_leaves_or_the_gate_opens() -> N
     assert gate.active == 3
 
 
-def test_actors_that_wait_on_each_other_all_run_at_once() -> None:
-    # Eight actors that only finish together need all eight threads running at the same time
-    broker = actors.set_broker(MemoryBroker())
-    together = threading.Barrier(8, timeout=10)
-    finished: list[int] = []
-
-    @actors.actor
-    def meet(index: int) -> None:
-        together.wait()
-        finished.append(index)
-
-    with running_worker(broker, threads=8):
-        for index in range(8):
-            meet.send(index)
-        broker.join("default", timeout=15)
-    assert sorted(finished) == list(range(8))
-
-
-def test_actors_that_wait_on_each_other_run_at_once_even_after_the_gate_narrowed() -> None:
-    # Given a worker whose gate narrowed to two running threads (as after a GIL-bound backlog)
+@pytest.mark.parametrize("narrowed", [False, True], ids=["wide", "narrowed"])
+def test_actors_that_wait_on_each_other_all_run_at_once(narrowed: bool) -> None:
+    # Given a worker whose gate may have narrowed to two running threads (as after a
+    # GIL-bound backlog)
     broker = actors.set_broker(MemoryBroker())
     together = threading.Barrier(8, timeout=10)
     finished: list[int] = []
@@ -140,11 +124,13 @@ def test_actors_that_wait_on_each_other_run_at_once_even_after_the_gate_narrowed
         finished.append(index)
 
     worker = actors.Worker(broker, threads=8)
-    worker._gate.limit = worker._gate.floor
+    if narrowed:
+        worker._gate.limit = worker._gate.floor
     worker.start()
     try:
-        # When eight actors that only finish together arrive, the two running ones block:
-        # no thread leaves, and the idle process lets the waiting threads in, one per window
+        # When eight actors that only finish together arrive, all eight threads must run:
+        # once narrowed, the two running ones block, no thread leaves, and the idle process
+        # lets the waiting threads in, one per window
         for index in range(8):
             meet.send(index)
         broker.join("default", timeout=15)

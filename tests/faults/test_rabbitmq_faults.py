@@ -20,6 +20,7 @@ from actors.testing import wait_until
 from tests.faults.conftest import WorkerFactory
 from tests.faults.support import (
     BackgroundSender,
+    WorkerProcess,
     assert_valid,
     extra_runs,
     final_report,
@@ -30,6 +31,7 @@ from tests.faults.support import (
 from tests.support.fixtures import LedgerFactory, ProxyFactory
 from tests.support.ledger import Ledger
 from tests.support.private_rabbit import PrivateRabbit
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.rabbitmq]
 
@@ -224,14 +226,9 @@ def test_links_cut_mid_frame_or_slowed_reconnect_and_lose_nothing(
     worker_link.cut()
 
     # Then the producer resent what was unconfirmed, the worker reconnected, nothing is lost
-    wait_for_quiescence(node.broker, node.queue, book, timeout=60)
-    code, _ = worker.terminate()
-    proxied.close()
-    report = final_report(node.broker, node.queue, book, "links cut mid-frame and slowed")
-    assert code == 0
-    assert_valid(report)
-    assert report.sent_ok == 1000
-    assert producer_link.connections_accepted >= 3, "the producer never reconnected"
+    _all_processed_after_reconnects(
+        node, book, worker, proxied, producer_link, "links cut mid-frame and slowed"
+    )
     assert worker_link.connections_accepted >= 3, "the worker never reconnected"
 
 
@@ -257,10 +254,24 @@ def test_streamed_sends_on_a_cut_link_are_sent_again_and_lose_nothing(
     proxied.flush()
 
     # Then the producer sent every unconfirmed message again, and each one was processed
+    _all_processed_after_reconnects(
+        node, book, worker, proxied, producer_link, "streamed sends over a cut link"
+    )
+
+
+def _all_processed_after_reconnects(
+    node: Node,
+    book: Ledger,
+    worker: WorkerProcess,
+    proxied: RabbitmqBroker,
+    producer_link: TcpProxy,
+    title: str,
+) -> None:
+    """Wait until all 1,000 sends ran, stop the worker, and check that nothing was lost."""
     wait_for_quiescence(node.broker, node.queue, book, timeout=60)
     code, _ = worker.terminate()
     proxied.close()
-    report = final_report(node.broker, node.queue, book, "streamed sends over a cut link")
+    report = final_report(node.broker, node.queue, book, title)
     assert code == 0
     assert_valid(report)
     assert report.sent_ok == 1000
