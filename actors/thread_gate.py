@@ -85,15 +85,18 @@ class ThreadGate:
 
     def started(self) -> None:
         """This thread took a message (after `enter`) and runs it now."""
-        self._started[threading.get_ident()] = self._clock()
+        if self.adaptive:
+            self._started[threading.get_ident()] = self._clock()
 
     def finished(self) -> None:
         """This thread finished its message; returns once it may take the next one.
 
         A thread keeps its place from one message to the next (handing it to another
         thread would cost a context switch per message) unless more threads run than the
-        limit allows: then it waits, as in `enter`.
+        limit allows: then it waits, as in `enter`. A fixed gate has nothing to do here.
         """
+        if not self.adaptive:
+            return
         with self._lock:
             self._started.pop(threading.get_ident(), None)
             self._look()
@@ -128,14 +131,11 @@ class ThreadGate:
     def _look(self) -> None:
         """Count the long messages and adapt the limit, once a window (under the lock)."""
         now = self._clock()
-        if now - self._window_start < WINDOW:
+        if not self.adaptive or now - self._window_start < WINDOW:
             return
         long_before = self._long
         self._long = sum(1 for start in tuple(self._started.values()) if now - start > WINDOW)
-        if self.adaptive:
-            self._adapt(now)
-        else:
-            self._window_start = now
+        self._adapt(now)
         if self._long > long_before:
             self._cond.notify(self._long - long_before)
 

@@ -172,11 +172,6 @@ class Link:
                 return False
         return bool(self.connection.is_open and self.channel.is_open)
 
-    @property
-    def unconfirmed(self) -> int:
-        """How many publishes on this link still wait for their confirm."""
-        return len(self._unconfirmed)
-
     def publish(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
         """Publish `batch` and wait for every confirm on this link; return the refused messages.
 
@@ -474,9 +469,8 @@ class Producer:
         if not self._settings.confirm_delivery:
             self.publish(batch)
             return
-        orphans = self._take_orphans()
-        if orphans:
-            self.publish(orphans)
+        if self._orphans:  # a dead link's messages go first, and wait for their confirms
+            self.publish(())
         link, _ = self._acquire()
         if link is None:  # RabbitMQ unreachable: the waiting path retries until its timeout
             self.publish(batch)
@@ -525,9 +519,8 @@ class Producer:
             else:
                 self._keep_refused(link.take_refused())
                 self._release(link, healthy=True)
-        orphans = self._take_orphans()
-        if orphans:
-            self.publish(orphans, timeout=max(0.0, deadline - time.monotonic()))
+        if self._orphans:  # `publish` sends them first
+            self.publish((), timeout=max(0.0, deadline - time.monotonic()))
 
     def _keep_refused(self, refused: list[tuple[Outgoing, str]]) -> None:
         for item, why in refused:
