@@ -9,7 +9,7 @@ import pytest
 import actors
 from actors.brokers.memory import MemoryBroker
 from actors.testing import wait_until
-from actors.thread_gate import WINDOW, ThreadGate
+from actors.thread_gate import GIL_BOUND, UNDERUSED, WINDOW, ThreadGate
 
 
 class FakeProcess:
@@ -65,7 +65,7 @@ def test_actors_waiting_on_io_with_deliveries_queued_get_their_threads_back() ->
 
 @pytest.mark.parametrize(
     ("cores", "backlog"),
-    [(0.2, False), (0.8, True), (1.6, True)],
+    [(0.2, False), ((UNDERUSED + GIL_BOUND[0]) / 2, True), (1.6, True)],
     ids=["idle-without-backlog", "between-the-thresholds", "more-than-one-core"],
 )
 def test_the_limit_stays_when_more_threads_would_not_help_and_fewer_might_hurt(

@@ -3,10 +3,11 @@
 No actor can block that thread, so heartbeats keep flowing whatever the actors do. Deliveries
 are handed to the worker from it. Worker threads settle deliveries themselves: an ack is
 written by the thread that finished the message, acks that pile up meanwhile go out together
-(``multiple=True`` up to the oldest delivery still in progress), and no other thread has to
-wake up for it. Moving a message (dead-lettering, giving it back, the poison guard) publishes
-a copy with a publisher confirm and acknowledges the original only once RabbitMQ confirmed
-the copy: at-least-once, never lost in between.
+(``multiple=True`` up to the oldest delivery still in progress; those above it wait, bounded,
+to be covered by the next one), and no other thread has to wake up for it. Moving a message
+(dead-lettering, giving it back, the poison guard) publishes a copy with a publisher confirm
+and acknowledges the original only once RabbitMQ confirmed the copy: at-least-once, never
+lost in between.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ class RabbitmqConsumer(Consumer):
         # (RabbitMQ spends several times less per message on one ack for a few than on one
         # each); the last one in progress and the link's tick (0.2 s) send them regardless.
         self._ack_batch = max(1, self._prefetch // 4)
+        # Acks of deliveries newer than the oldest one in progress wait for it, to go out with
+        # it in one multiple ack rather than one frame each (threads finish out of order); at
+        # most this many wait, and never past the link's next tick.
+        self._hold_max = max(1, self._prefetch // 2)
         self._handler = handler
         self._guard = self._settings.max_deliveries is not None and (
             self._settings.queue_type == "classic"
@@ -240,42 +245,57 @@ class RabbitmqConsumer(Consumer):
             return True
 
     def _flush_if_idle(self) -> None:
-        """Send the pending acks unless another thread is sending them."""
+        """Send every pending ack, held ones too, unless another thread is sending acks."""
         with self._lock:
             idle, self._flushing = not self._flushing, True
         if idle:
-            self._flush()
+            self._flush(hold=False)
 
-    def _flush(self) -> None:
-        """Send the pending acks until none are left (one thread at a time does this)."""
+    def _flush(self, *, hold: bool = True) -> None:
+        """Send the pending acks until none are left to send (one thread at a time does this).
+
+        With `hold`, acks above the oldest delivery in progress may stay pending (see
+        `_ack_frames`).
+        """
         while True:
             with self._lock:
-                frames = self._ack_frames()
+                frames = self._ack_frames(hold)
                 link = self._link
                 if not frames or link is None:
-                    self._acked.clear()
+                    if link is None:
+                        self._acked.clear()
                     self._flushing = False
                     return
             # If the link is gone, RabbitMQ gives the unacked deliveries back itself.
             with contextlib.suppress(LinkClosed):
                 link.send_frames(frames)
 
-    def _ack_frames(self) -> bytes:
-        """The ack frames for the pending acks (under the lock)."""
+    def _ack_frames(self, hold: bool) -> bytes:
+        """The ack frames for the pending acks (under the lock); held acks stay pending.
+
+        Acks below the oldest delivery in progress go out as one ``multiple=True`` ack. Those
+        above it are held (to be covered by that multiple ack once it finishes) while `hold`
+        and fewer than `_hold_max` wait; otherwise each goes out as a single ack.
+        """
         acked = self._acked
         if not acked:
             return b""
         order, unsettled = self._order, self._unsettled
         while order and order[0] not in unsettled:
             order.popleft()
-        oldest = order[0] if order else None
         ack_frame = wire.ack_frame
-        below = [tag for tag in acked if oldest is None or tag < oldest]
+        if not order:
+            frames = ack_frame(CHANNEL, max(acked), True)
+            acked.clear()
+            return frames
+        oldest = order[0]
+        below = [tag for tag in acked if tag < oldest]
+        above = [tag for tag in acked if tag > oldest]
         frames = ack_frame(CHANNEL, max(below), True) if below else b""
-        if len(below) < len(acked):
-            assert oldest is not None
-            frames += b"".join(ack_frame(CHANNEL, tag, False) for tag in acked if tag > oldest)
-        acked.clear()
+        if above and (not hold or len(above) >= self._hold_max):
+            frames += b"".join(ack_frame(CHANNEL, tag, False) for tag in above)
+            above.clear()
+        acked[:] = above
         return frames
 
     def move(self, delivery: RabbitmqDelivery, queue: str, headers: dict[str, Any]) -> None:
