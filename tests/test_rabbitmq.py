@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import ssl
 import subprocess
 import threading
@@ -119,6 +120,56 @@ def test_publish_to_a_vanished_queue_is_unroutable(
         _send_then_flush(broker, task.send)
 
 
+def _sends_until_logged(
+    send: Callable[[], object], caplog: pytest.LogCaptureFixture, text: str
+) -> int:
+    """Send until a later send() has read (and logged) RabbitMQ's refusal; return the count."""
+    sent = 0
+
+    def logged() -> bool:
+        nonlocal sent
+        send()
+        sent += 1
+        return text in caplog.text
+
+    wait_until(logged, timeout=10, message=f"a send to log {text!r}")
+    return sent
+
+
+@pytest.mark.parametrize("refusal", ["nacked", "unroutable"])
+def test_streamed_sends_read_the_refusals_that_came_back_before_any_flush(
+    refusal: str, broker: RabbitmqBroker, namespace: str, cleanups: Cleanups,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # Given a queue that takes one message and rejects the rest, or that is gone
+    queue = f"{namespace}-{refusal}"
+
+    @actors.actor(queue=queue)
+    def task() -> None: ...
+
+    task.send()
+    broker.flush()
+    if refusal == "nacked":
+        policy = f"/api/policies/%2F/{namespace}"
+        definition = {"max-length": 1, "overflow": "reject-publish"}
+        _management("PUT", policy, {"pattern": f"^{queue}$", "definition": definition,
+                                    "apply-to": "queues"})  # fmt: skip
+        cleanups(lambda: _management("DELETE", policy))
+        applied = f"/api/queues/%2F/{queue}"
+        wait_until(lambda: _management("GET", applied).get("policy") == namespace,
+                   message="the policy applied")  # fmt: skip
+    else:
+        _raw_channel(cleanups).queue_delete(queue)  # behind the broker's back
+    # When more messages are streamed, later sends read the confirms (and returns) that came
+    # back meanwhile: each refusal is logged then, and the next flush raises for them all
+    caplog.set_level(logging.ERROR, logger="actors.brokers.rabbitmq")
+    sent = _sends_until_logged(task.send, caplog, refusal)
+    assert sent < 1000  # read while sending, not by waiting for the whole window
+    with pytest.raises(PublishError, match=refusal):
+        broker.flush()
+    broker.flush()  # reported once
+
+
 def test_streamed_sends_are_confirmed_by_flush_and_counted_at_once(
     broker: RabbitmqBroker, namespace: str
 ) -> None:
@@ -188,6 +239,37 @@ def test_publish_frames_are_the_bytes_pika_writes(properties: pika.BasicProperti
         ]
         pikas += [frame.Body(3, body[at : at + 4096]).marshal() for at in range(0, len(body), 4096)]
         assert b"".join(ours) == b"".join(pikas)
+
+
+def test_the_producer_reads_leading_confirm_frames_itself_and_leaves_the_rest_to_pika(
+    broker: RabbitmqBroker, cleanups: Cleanups
+) -> None:
+    from actors.brokers.rabbitmq import _amqp_codec as wire
+    from actors.brokers.rabbitmq._sync import Link, Outgoing
+
+    link = Link(broker.settings)
+    cleanups(link.close)
+    channel = link.channel.channel_number
+    waiting = {tag: Outgoing("", "q", b"", pika.BasicProperties(message_id=f"m-{tag}"))
+               for tag in (1, 2, 3)}  # fmt: skip
+    link._unconfirmed.update(waiting)
+    received = link._connection_impl.bytes_received
+    confirms = wire.method_frame(channel, wire.BASIC_ACK, wire.ack(1, False)) + wire.method_frame(
+        channel, wire.BASIC_NACK, wire.nack(2, requeue=False)
+    )
+    after = wire.HEARTBEAT_FRAME + wire.method_frame(channel, wire.BASIC_ACK, wire.ack(3, False))
+
+    # The ack and the nack at the head are handled; pika gets the heartbeat and what follows
+    assert link._take_confirms(confirms + after) == after
+    assert list(link._unconfirmed) == [3]
+    assert [(item.properties.message_id, why) for item, why in link.take_refused()] == [
+        ("m-2", "nacked by RabbitMQ (queue full, or an internal error)")
+    ]
+    assert link._connection_impl.bytes_received == received + len(confirms)
+    # A frame cut short is left whole for pika, which waits for the rest of it
+    partial = wire.method_frame(channel, wire.BASIC_ACK, wire.ack(3, False))[:-3]
+    assert link._take_confirms(partial) == partial
+    assert list(link._unconfirmed) == [3]
 
 
 def test_enqueue_many_of_large_messages_arrives_intact(

@@ -97,6 +97,11 @@ _WRITE_SIZE = 16 * 1024
 _UNCONFIRMED_POLL = 0.05
 #: Streamed publishes (see `Link.stream`) that may wait for their confirms on one link.
 _STREAM_WINDOW = 1000
+#: Streamed publishes after which the confirms that came are read: a few at a time, not
+#: hundreds in one `send()`.
+_STREAM_READ_EVERY = 4
+#: Bytes read from the socket at once when looking for confirms.
+_READ_SIZE = 65536
 #: The longest pika's I/O loop sleeps in one poll, whatever its timers (5 s in pika 1.x).
 _POLL_CAP = float(getattr(_PollerBase, "_MAX_POLL_TIMEOUT", 5)) + 0.5
 _NOTHING_ELSE = (None,) * 9
@@ -155,6 +160,7 @@ class Link:
         self._connection_impl = self.connection._impl
         self._routes: dict[tuple[str, str], bytes] = {}  # (exchange, key) -> method frame
         self._polled_at = time.monotonic()
+        self._streamed_unread = 0  # streamed publishes since confirms were last read
         if self.confirming:
             selected: list[object] = []
 
@@ -193,15 +199,18 @@ class Link:
     def stream(self, batch: list[Outgoing], deadline: float) -> list[tuple[Outgoing, str]]:
         """Publish `batch` without waiting for its confirms; return the refused messages so far.
 
-        Confirms are read every `_UNCONFIRMED_POLL` seconds, by `settle`, or when
-        `_STREAM_WINDOW` publishes wait for theirs (then this waits until half of them came).
-        Errors as for `publish`.
+        Confirms that came are read after every `_STREAM_READ_EVERY` publishes, every
+        `_UNCONFIRMED_POLL` seconds and by `settle`; when `_STREAM_WINDOW` publishes wait for
+        theirs, this waits until half of them came. Errors as for `publish`.
         """
+        self._streamed_unread += len(batch)
         self._send(batch)
-        if len(self._unconfirmed) < _STREAM_WINDOW:
-            self._poll_now_and_then()
-        else:
+        if len(self._unconfirmed) >= _STREAM_WINDOW:
             self.settle(deadline, batch, until=_STREAM_WINDOW // 2)
+        elif self._streamed_unread >= _STREAM_READ_EVERY:
+            self._read_now()
+        else:
+            self._poll_now_and_then()
         return self.take_refused()
 
     def settle(self, deadline: float, batch: list[Outgoing] | None = None, until: int = 0) -> None:
@@ -282,15 +291,67 @@ class Link:
             yield count, b"".join(out), frames
 
     def _poll_now_and_then(self) -> None:
-        """Without confirms: flush what the socket refused, and read what came in (returns,
+        """Flush what the socket refused, and read what came in (confirms, returns,
         heartbeats, a closed channel) every `_UNCONFIRMED_POLL` seconds, not on every publish."""
-        now = time.monotonic()
         if (
             self._connection_impl._get_write_buffer_size()
-            or now - self._polled_at >= _UNCONFIRMED_POLL
+            or time.monotonic() - self._polled_at >= _UNCONFIRMED_POLL
         ):
+            self._read_now()
+
+    def _read_now(self) -> None:
+        """Flush what the socket refused and read what came in, without waiting.
+
+        Confirms are what usually comes in, and often all of it; pika takes ~100 us per
+        confirm frame, so the confirm frames at the head of what was read are parsed here,
+        and the rest (a return, a heartbeat, a close, a partial frame) goes to pika, in order.
+        """
+        impl = self._connection_impl
+        transport = impl._transport
+        if (
+            self.confirming
+            and type(transport) is _AsyncPlaintextTransport
+            and transport._state == transport._STATE_ACTIVE
+            and not transport.get_write_buffer_size()
+            and not impl._frame_buffer
+        ):
+            try:
+                data: bytes | None = transport._sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                data = None  # nothing came
+            rest = b"" if data is None else self._take_confirms(data)
+            if data == b"" or rest:  # the end of the stream, or more than confirms
+                impl._on_data_available(rest)
+                self.connection.process_data_events(0)
+        else:
             self.connection.process_data_events(0)
-            self._polled_at = now
+        self._polled_at = time.monotonic()
+        self._streamed_unread = 0
+
+    def _take_confirms(self, data: bytes) -> bytes:
+        """Handle the complete confirm frames at the head of `data`; return what follows."""
+        channel = self._channel_impl.channel_number
+        size = len(data)
+        pos = frames = 0
+        with memoryview(data) as view:
+            while size - pos > 7:
+                kind, frame_channel, length = wire.read_frame_head(view, pos)
+                end = pos + 7 + length
+                if end >= size or kind != wire.FRAME_METHOD or frame_channel != channel:
+                    break
+                method = wire.read_method_id(view, pos + 7)
+                if method != wire.BASIC_ACK and method != wire.BASIC_NACK:
+                    break
+                if view[end] != wire.FRAME_END:
+                    break  # pika reports the broken frame
+                tag, multiple, _ = wire.read_ack(view, pos + 11)
+                self._confirmed(tag, multiple, method == wire.BASIC_NACK)
+                pos = end + 1
+                frames += 1
+        # pika's heartbeat check counts what arrived.
+        self._connection_impl.bytes_received += pos
+        self._connection_impl.frames_received += frames
+        return data[pos:]
 
     def _write(self, data: bytes, frames: int) -> None:
         """Send `data` on the connection's socket now, buffering what the socket refuses.
@@ -342,16 +403,20 @@ class Link:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         nacked = isinstance(method, pika.spec.Basic.Nack)
+        self._confirmed(method.delivery_tag, method.multiple, nacked)
+
+    def _confirmed(self, delivery_tag: int, multiple: bool, nacked: bool) -> None:
+        """RabbitMQ confirmed (or nacked) `delivery_tag`, and every tag before it if `multiple`."""
         unconfirmed = self._unconfirmed
-        if method.multiple:
-            last = method.delivery_tag
+        if multiple:
+            last = delivery_tag
             tags = []
             for tag in unconfirmed:  # in publish order, so ascending
                 if tag > last:
                     break
                 tags.append(tag)
         else:
-            tags = [method.delivery_tag]
+            tags = [delivery_tag]
         for tag in tags:
             item = unconfirmed.pop(tag, None)
             if item is None:
