@@ -7,6 +7,8 @@ connection is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pika
 import pika.frame
 import pika.spec
@@ -23,6 +25,8 @@ class FrameRecorder:
 
     def __init__(self) -> None:
         self.acks: list[tuple[int, bool]] = []
+        self.nacked: list[int] = []
+        self.while_nacking: Callable[[], None] = lambda: None
 
     def send_frames(self, data: bytes) -> None:
         while data:
@@ -30,6 +34,11 @@ class FrameRecorder:
             assert isinstance(frame.method, pika.spec.Basic.Ack)
             self.acks.append((frame.method.delivery_tag, frame.method.multiple))
             data = data[used:]
+
+    def send_method(self, method: tuple[int, int], args: bytes) -> None:
+        assert method == wire.BASIC_NACK
+        self.while_nacking()  # what another thread may do while this one writes
+        self.nacked.append(wire.read_ack(args, 0)[0])
 
 
 def _consumer_with(
@@ -71,3 +80,22 @@ def test_held_acks_go_out_singly_at_the_tick_or_once_half_the_prefetch_waits() -
     oldest.ack()
     assert recorder.acks[-1] == (1, True)
     assert deliveries[5].tag not in [tag for tag, _ in recorder.acks]
+
+
+def test_while_closing_no_ack_is_held() -> None:
+    consumer, deliveries, recorder = _consumer_with(3, prefetch=8)
+    consumer._closing = True  # close() sets it before its last flush
+    deliveries[1].ack()
+    deliveries[2].ack()
+    assert recorder.acks == [(2, False), (3, False)]
+
+
+def test_a_delivery_given_back_is_never_covered_by_a_multiple_ack_sent_meanwhile() -> None:
+    consumer, deliveries, recorder = _consumer_with(2, prefetch=2)  # ack batch 1, hold 1
+    first, second = deliveries
+    # While the nack of the first is being written, another thread acks the second
+    recorder.while_nacking = second.ack
+    consumer._give_back(first)
+    assert recorder.nacked == [1]
+    assert (1, True) not in recorder.acks and (2, True) not in recorder.acks
+    assert recorder.acks == [(2, False)]  # sent alone (the hold limit), or with the tick

@@ -255,11 +255,11 @@ class RabbitmqConsumer(Consumer):
         """Send the pending acks until none are left to send (one thread at a time does this).
 
         With `hold`, acks above the oldest delivery in progress may stay pending (see
-        `_ack_frames`).
+        `_ack_frames`), unless the consumer is closing.
         """
         while True:
             with self._lock:
-                frames = self._ack_frames(hold)
+                frames = self._ack_frames(hold and not self._closing)
                 link = self._link
                 if not frames or link is None:
                     if link is None:
@@ -462,14 +462,23 @@ class RabbitmqConsumer(Consumer):
             self._give_back(delivery)
 
     def _give_back(self, delivery: RabbitmqDelivery) -> None:
+        """Nack `delivery` so that RabbitMQ requeues it.
+
+        It stays unsettled until the nack is written: a multiple ack sent meanwhile by another
+        thread then stops below it instead of acking it unprocessed.
+        """
         with self._lock:
-            link = self._link if delivery._generation == self._generation else None
-            if self._unsettled.pop(delivery.tag, None) is None:
-                return
-            self.in_flight[delivery.queue] -= 1
+            if delivery._generation != self._generation or delivery.tag not in self._unsettled:
+                return  # settled already, or its connection is gone (RabbitMQ gave it back)
+            link = self._link
         if link is not None:
             with contextlib.suppress(LinkClosed):  # if gone, RabbitMQ gives it back anyway
                 link.send_method(wire.BASIC_NACK, wire.nack(delivery.tag, True))
+        with self._lock:
+            if delivery._generation == self._generation and (
+                self._unsettled.pop(delivery.tag, None) is not None
+            ):
+                self.in_flight[delivery.queue] -= 1
 
     def _guard_redelivery(self, delivery: RabbitmqDelivery) -> None:
         """Count a delivery that was not settled (its worker died) before running it again."""

@@ -321,7 +321,11 @@ class Link:
                 data = None  # nothing came
             rest = b"" if data is None else self._take_confirms(data)
             if data == b"" or rest:  # the end of the stream, or more than confirms
-                impl._on_data_available(rest)
+                try:
+                    impl._on_data_available(rest)
+                except pika.exceptions.AMQPError as exc:  # frames pika cannot read
+                    error = f"unreadable frames from RabbitMQ: {exc!r}"
+                    raise pika.exceptions.AMQPConnectionError(error) from exc
                 self.connection.process_data_events(0)
         else:
             self.connection.process_data_events(0)
