@@ -22,6 +22,9 @@ _actors: dict[str, Actor[Any, Any]] = {}
 _broker: Broker | None = None
 _backend: Backend | None = None
 _schedules: dict[str, Schedule] = {}
+# (broker, ACTORS_BACKEND_URL) for which `find_backend` found no backend: a process with
+# RabbitMQ and no backend asks on every send, and need not look again until one changes.
+_without_backend: tuple[Broker | None, str | None] | None = None
 
 
 def declare_actor(actor: Actor[Any, Any]) -> None:
@@ -132,11 +135,29 @@ def get_backend() -> Backend:
     return _backend
 
 
+def find_backend() -> Backend | None:
+    """Return the backend as `get_backend` does, or None where it would raise."""
+    global _without_backend
+    if _backend is not None:
+        return _backend
+    from actors.settings import env_backend_url
+
+    url = env_backend_url()
+    if _without_backend == (_broker, url):
+        return None
+    try:
+        return get_backend()
+    except ConfigurationError:
+        _without_backend = (_broker, url)
+        return None
+
+
 def reset() -> None:
     """Forget every actor, schedule, the broker and the backend (for tests)."""
-    global _broker, _backend
+    global _broker, _backend, _without_backend
     with _lock:
         _actors.clear()
         _schedules.clear()
         _broker = None
         _backend = None
+        _without_backend = None

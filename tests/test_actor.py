@@ -107,6 +107,32 @@ def test_broker_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(actors.get_broker(), MemoryBroker)
 
 
+def test_a_backend_that_appears_after_sends_without_one_is_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actors.backends.memory import MemoryBackend
+    from actors.brokers.rabbitmq import RabbitmqBroker
+
+    # RabbitMQ has no default backend: none is found, and asking again is cheap
+    monkeypatch.delenv("ACTORS_BACKEND_URL", raising=False)
+    actors.set_broker(RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:5672/%2F"))
+    assert registry.find_backend() is None
+    assert registry.find_backend() is None
+    # ... until the environment names one, or one is set
+    monkeypatch.setenv("ACTORS_BACKEND_URL", "memory://")
+    assert isinstance(registry.find_backend(), MemoryBackend)
+    registry.reset()
+    monkeypatch.delenv("ACTORS_BACKEND_URL")
+    actors.set_broker(RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:5672/%2F"))
+    assert registry.find_backend() is None
+    backend = actors.set_backend(MemoryBackend())
+    assert registry.find_backend() is backend
+    # a broker that brings its own backend is asked afresh
+    registry.reset()
+    actors.set_broker(MemoryBroker())
+    assert registry.find_backend() is not None
+
+
 def test_unknown_url_scheme_is_a_clear_error() -> None:
     from actors.settings import broker_from_url
 

@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from actors import registry
-from actors.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from actors.backends.base import Backend
@@ -21,13 +20,11 @@ def optional_backend(feature: str) -> Backend | None:
     Status tracking and cancellation checks are on by default; a process with a broker that
     has no default backend (RabbitMQ) and no ``set_backend`` simply goes without them.
     """
-    try:
-        return registry.get_backend()
-    except ConfigurationError:
-        if feature not in _warned:
-            _warned.add(feature)
-            # Expected with RabbitMQ alone, so not a warning: say once how to turn it on.
-            logger.info(
-                "%s is off: it needs a backend (actors.set_backend or ACTORS_BACKEND_URL)", feature
-            )
-        return None
+    backend = registry.find_backend()
+    if backend is None and feature not in _warned:
+        _warned.add(feature)
+        # Expected with RabbitMQ alone, so not a warning: say once how to turn it on.
+        logger.info(
+            "%s is off: it needs a backend (actors.set_backend or ACTORS_BACKEND_URL)", feature
+        )
+    return backend
