@@ -416,6 +416,29 @@ def read_ack(buf: Any, pos: int) -> tuple[int, bool, bool]:
     return tag, bool(bits & 1), bool(bits & 2)
 
 
+def read_leading_confirms(data: bytes, channel: int) -> tuple[list[tuple[int, bool, bool]], int]:
+    """Read the complete ``basic.ack``/``basic.nack`` frames of `channel` at the head of `data`.
+
+    Returns (delivery tag, multiple, nacked) of each, and how many bytes they take; reading
+    stops at the first frame that is anything else, or incomplete, or broken.
+    """
+    confirms: list[tuple[int, bool, bool]] = []
+    size = len(data)
+    pos = 0
+    while size - pos > 7:
+        kind, frame_channel, length = read_frame_head(data, pos)
+        end = pos + 7 + length
+        if end >= size or kind != FRAME_METHOD or frame_channel != channel:
+            break
+        method = read_method_id(data, pos + 7)
+        if (method != BASIC_ACK and method != BASIC_NACK) or data[end] != FRAME_END:
+            break
+        tag, multiple, _ = read_ack(data, pos + 11)
+        confirms.append((tag, multiple, method == BASIC_NACK))
+        pos = end + 1
+    return confirms, pos
+
+
 def read_close(buf: Any, pos: int) -> tuple[int, str]:
     """Read the reply code and text of a ``connection.close`` or ``channel.close``."""
     (code,) = _U16.unpack_from(buf, pos)

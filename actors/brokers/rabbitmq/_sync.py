@@ -334,28 +334,13 @@ class Link:
 
     def _take_confirms(self, data: bytes) -> bytes:
         """Handle the complete confirm frames at the head of `data`; return what follows."""
-        channel = self._channel_impl.channel_number
-        size = len(data)
-        pos = frames = 0
-        with memoryview(data) as view:
-            while size - pos > 7:
-                kind, frame_channel, length = wire.read_frame_head(view, pos)
-                end = pos + 7 + length
-                if end >= size or kind != wire.FRAME_METHOD or frame_channel != channel:
-                    break
-                method = wire.read_method_id(view, pos + 7)
-                if method != wire.BASIC_ACK and method != wire.BASIC_NACK:
-                    break
-                if view[end] != wire.FRAME_END:
-                    break  # pika reports the broken frame
-                tag, multiple, _ = wire.read_ack(view, pos + 11)
-                self._confirmed(tag, multiple, method == wire.BASIC_NACK)
-                pos = end + 1
-                frames += 1
+        confirms, used = wire.read_leading_confirms(data, self._channel_impl.channel_number)
+        for tag, multiple, nacked in confirms:
+            self._confirmed(tag, multiple, nacked)
         # pika's heartbeat check counts what arrived.
-        self._connection_impl.bytes_received += pos
-        self._connection_impl.frames_received += frames
-        return data[pos:]
+        self._connection_impl.bytes_received += used
+        self._connection_impl.frames_received += len(confirms)
+        return data[used:]
 
     def _write(self, data: bytes, frames: int) -> None:
         """Send `data` on the connection's socket now, buffering what the socket refuses.
