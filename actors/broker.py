@@ -64,6 +64,10 @@ class Consumer(ABC):
     def close(self) -> None:
         """Close the connection; unsettled deliveries go back to their queues."""
 
+    @abstractmethod
+    def set_prefetch(self, prefetch: int) -> None:
+        """Take up to `prefetch` deliveries ahead from now on (none is given back for it)."""
+
 
 class Broker(ABC):
     """Owns connections, queues, publishing, consumption and the middleware stack.

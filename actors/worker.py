@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from actors import prefetch as sizing
 from actors import registry
 from actors.broker import Broker, Consumer
 from actors.delivery import Delivery, Failure, Outcome
@@ -58,8 +59,10 @@ class Worker:
         adaptive_threads: Run fewer of the threads at once while the process is bound by the
             GIL, and all of them while actors wait on I/O (default True; see `ThreadGate`).
         async_concurrency: Async actors in flight at once (default 64), apart from `threads`.
-        prefetch: Deliveries taken ahead of processing (default: enough to keep every thread
-            and async slot busy, and no more, so that priorities hold).
+        prefetch: Deliveries taken ahead of processing. The default follows the worker's
+            rate: about 25 ms of its work, so that a higher-priority message never waits
+            long behind taken ones; at least two per thread (plus the async slots), at most
+            128 (see `actors.prefetch`). A number fixes it.
         shutdown_timeout: Seconds that `stop()` lets in-flight work finish (default 30).
         max_messages: Stop after taking this many messages (for recycling child processes);
             those already handed to the threads are processed before it stops.
@@ -130,6 +133,13 @@ class Worker:
             queues, prefetch=prefetch, on_delivery=self._on_delivery
         )
         self._consumer.start()
+        if self.prefetch is None:
+            threading.Thread(
+                target=self._size_prefetch,
+                args=(self._consumer, sizing.PrefetchSizer(prefetch)),
+                name="actors-prefetch",
+                daemon=True,
+            ).start()
         logger.info(
             "worker consuming %s with %d threads%s",
             ", ".join(queues),
@@ -196,6 +206,25 @@ class Worker:
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(3)
+
+    def _size_prefetch(self, consumer: Consumer, sizer: sizing.PrefetchSizer) -> None:
+        """Fit the consumer's prefetch to the rate messages are taken, until the worker stops."""
+        current = sizer.floor
+        seen, since = self._taken, time.monotonic()
+        while not self.stopping.wait(sizing.WINDOW):
+            taken, now = self._taken, time.monotonic()
+            rate = (taken - seen) / (now - since)
+            seen, since = taken, now
+            size = sizer.resize(current, rate)
+            if size is None:
+                continue
+            try:
+                consumer.set_prefetch(size)
+            except Exception:  # keeps the prefetch it had; the worker goes on
+                logger.exception("could not change the prefetch to %d", size)
+                continue
+            logger.debug("prefetch %d -> %d (%.0f messages/s)", current, size, rate)
+            current = size
 
     def _requeue_waiting(self) -> None:
         kept: list[None] = []

@@ -503,6 +503,42 @@ def test_dlq_ttl_is_declared_on_the_dead_letter_queue(namespace: str, cleanups: 
     assert found["arguments"]["x-message-ttl"] == 3_600_000
 
 
+def test_a_new_prefetch_replaces_the_consumer_and_keeps_what_the_old_one_took(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-prefetch"
+
+    @actors.actor(queue=queue)
+    def task(number: int) -> None: ...
+
+    broker.enqueue_many([task.message(n) for n in range(10)])
+    taken: list[Delivery] = []
+    consumer = broker.consume([queue], prefetch=2, on_delivery=taken.append)
+    consumer.start()
+    try:
+        wait_until(lambda: len(taken) == 2, message="two deliveries")
+        consumer.set_prefetch(5)
+
+        def consumers() -> list[tuple[str, int]]:
+            details = _management("GET", f"/api/queues/%2F/{queue}")["consumer_details"]
+            return [(d["consumer_tag"], d["prefetch_count"]) for d in details]
+
+        # RabbitMQ's statistics lag by a few seconds
+        wait_until(lambda: [p for _, p in consumers()] == [5], timeout=20, message="one at 5")
+        assert len(taken) == 7  # the old consumer's two stay taken, the new one took five
+        for delivery in taken[:7]:
+            delivery.ack()
+        wait_until(lambda: len(taken) == 10, message="the last three")
+        for delivery in taken[7:]:
+            delivery.ack()
+        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
+        assert sorted(numbers) == list(range(10))
+        assert not any(d.redelivered for d in taken)
+        broker.join(queue, timeout=10)
+    finally:
+        consumer.close()
+
+
 # -- queue arguments ------------------------------------------------------------------------------
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
+import pytest
+
 import actors
-from actors.brokers.memory import MemoryBroker
+from actors import prefetch as sizing
+from actors.brokers.memory import MemoryBroker, MemoryConsumer
 from actors.delivery import Delivery
 from actors.testing import running_worker, wait_until
 
@@ -276,3 +280,30 @@ def test_option_driven_middleware_stay_off_actors_without_their_options() -> Non
         plain.send_with_options(tag=True)  # a message option brings every hook back
         broker.join("default", timeout=10)
     assert sorted(seen) == [("plain", True), ("tagged", True)]
+
+
+def test_the_default_prefetch_grows_with_the_rate_and_a_fixed_one_stays(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sizing, "WINDOW", 0.05)
+    caplog.set_level(logging.DEBUG, logger="actors.worker")
+    broker = actors.set_broker(MemoryBroker())
+
+    @actors.actor
+    def noop(n: int) -> None: ...
+
+    def resized() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("prefetch ")]
+
+    with running_worker(broker, threads=1, prefetch=2):
+        broker.enqueue_many([noop.message(n) for n in range(3000)])
+        broker.join("default", timeout=30)
+    assert resized() == []
+
+    with running_worker(broker, threads=1) as worker:  # the default: 2 per thread, then by rate
+        broker.enqueue_many([noop.message(n) for n in range(3000)])
+        wait_until(resized, timeout=10, message="a resized prefetch")
+        assert isinstance(worker._consumer, MemoryConsumer)
+        assert worker._consumer._prefetch > 2
+        broker.join("default", timeout=30)
+    assert resized()[0].startswith("prefetch 2 -> ")

@@ -266,6 +266,11 @@ class MemoryConsumer(Consumer):
                 )
             cond.notify_all()
 
+    def set_prefetch(self, prefetch: int) -> None:
+        with self._broker._cond:
+            self._prefetch = max(1, prefetch)
+            self._broker._cond.notify_all()
+
     def stop(self) -> None:
         with self._broker._cond:
             self._running = False

@@ -120,6 +120,30 @@ def test_unsettled_delivery_is_redelivered_when_its_consumer_dies(
         second.close()
 
 
+def test_a_wider_prefetch_takes_more_ahead_and_nothing_is_taken_twice(
+    broker: Broker, namespace: str
+) -> None:
+    queue = f"{namespace}-q"
+
+    @actors.actor(queue=queue)
+    def task(number: int) -> None: ...
+
+    broker.enqueue_many([task.message(n) for n in range(12)])
+    consumer, taken = _consume(broker, queue, prefetch=2)
+    try:
+        wait_until(lambda: len(taken) == 2, message="the first two deliveries")
+        consumer.set_prefetch(6)
+        wait_until(lambda: len(taken) >= 6, message="six taken ahead, none settled")
+        for settled in range(12):  # settle all, as they come
+            wait_until(lambda n=settled: len(taken) > n, message=f"delivery {settled + 1}")
+            taken[settled].ack()
+        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
+        assert sorted(numbers) == list(range(12))  # each once
+        broker.join(queue, timeout=10)
+    finally:
+        consumer.close()
+
+
 def test_acked_message_is_not_delivered_again(broker: Broker, namespace: str) -> None:
     queue = f"{namespace}-q"
 

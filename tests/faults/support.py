@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import psutil
 
+from actors import prefetch as sizing
 from actors.broker import Broker
 from actors.errors import BrokerConnectionError, PublishError
 from actors.message import Message
@@ -84,8 +85,11 @@ class WorkerProcess:
 
     @property
     def prefetch(self) -> int:
-        """Deliveries each child holds at most (the worker's default when no actor is async)."""
-        return self.threads * 2
+        """Deliveries each child holds at most (the default prefetch when no actor is async).
+
+        Two per thread while messages come slowly; it grows with the rate up to the cap.
+        """
+        return max(self.threads * 2, sizing.CAP)
 
     def start(self, timeout: float = 30.0) -> Self:
         """Start the supervisor and wait until every child consumes."""

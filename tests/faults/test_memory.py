@@ -30,8 +30,9 @@ pytestmark = pytest.mark.faults
 Cleanups = Callable[[Callable[[], object]], None]
 QUEUED = 10_000
 DELAYED = 10_000
-#: Allowed growth of the worker's RSS from warm to peak. Prefetch is 16 deliveries; what grows
-#: at all is allocator slack and the ledger's SQLite cache, measured at ~1-6 MiB here.
+#: Allowed growth of the worker's RSS from warm to peak. Prefetch is 16 to 128 small
+#: deliveries; what grows at all is allocator slack and the ledger's SQLite cache, measured at
+#: ~1-6 MiB here.
 GROWTH_LIMIT = 25 * MiB
 
 

@@ -39,6 +39,10 @@ _MOVE_WAIT = 60.0  # seconds a worker thread waits for a move's confirm before g
 _CLOSE_GRACE = 5.0  # seconds close() waits for moves still unconfirmed
 
 
+def _no_reply() -> None:
+    """For requests whose reply tells nothing more than that it arrived."""
+
+
 def carried_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """Headers kept when we republish a delivery: RabbitMQ's own ``x-death`` ... dropped."""
     return {k: v for k, v in headers.items() if not k.startswith(BROKER_HEADER_PREFIX)}
@@ -107,15 +111,7 @@ class RabbitmqConsumer(Consumer):
         self._broker = broker
         self._settings = broker.settings
         self._queues = list(queues)
-        self._prefetch = max(1, prefetch)
-        # Acks wait for this many to go out together while other deliveries are in progress
-        # (RabbitMQ spends several times less per message on one ack for a few than on one
-        # each); the last one in progress and the link's tick (0.2 s) send them regardless.
-        self._ack_batch = max(1, self._prefetch // 4)
-        # Acks of deliveries newer than the oldest one in progress wait for it, to go out with
-        # it in one multiple ack rather than one frame each (threads finish out of order); at
-        # most this many wait, and never past the link's next tick.
-        self._hold_max = max(1, self._prefetch // 2)
+        self._set_limits(prefetch)
         self._handler = handler
         self._guard = self._settings.max_deliveries is not None and (
             self._settings.queue_type == "classic"
@@ -133,6 +129,11 @@ class RabbitmqConsumer(Consumer):
         self._lock = threading.Lock()
         self._generation = 0
         self._consumer_tags: dict[str, str] = {}  # consumer tag -> queue
+        # Held while consumers are started or cancelled (never while taking _lock): a
+        # new consumer (set_prefetch) cannot slip in after stop() cancelled the others. So
+        # stop() may wait for a reconnect's qos and consume calls (bounded by socket_timeout).
+        self._subscribing = threading.Lock()
+        self._subscriptions = 0
         self._unsettled: dict[int, RabbitmqDelivery] = {}
         self._order: collections.deque[int] = collections.deque()
         self._acked: list[int] = []
@@ -164,31 +165,92 @@ class RabbitmqConsumer(Consumer):
 
     def stop(self) -> None:
         """Cancel the consumers; deliveries already handed over can still be settled."""
-        self._stopping = True
-        link = self._link
-        with self._lock:
-            tags = list(self._consumer_tags)
-        if link is None or not tags:
-            return
-        left = set(tags)
         cancelled = threading.Event()
+        with self._subscribing:
+            self._stopping = True
+            link = self._link
+            with self._lock:
+                tags = list(self._consumer_tags)
+            if link is None or not tags:
+                return
+            left = set(tags)
 
-        def cancel_ok(tag: str) -> None:
-            left.discard(tag)
-            if not left:
-                cancelled.set()
+            def cancel_ok(tag: str) -> None:
+                self._forget_consumer(tag)
+                left.discard(tag)
+                if not left:
+                    cancelled.set()
 
-        try:
-            for tag in tags:
-                link.request_async(
-                    wire.BASIC_CANCEL,
-                    wire.cancel(tag),
-                    wire.BASIC_CANCEL_OK,
-                    lambda tag=tag: cancel_ok(tag),  # type: ignore[misc]
-                )
-        except LinkClosed:
-            return
+            try:
+                for tag in tags:
+                    link.request_async(
+                        wire.BASIC_CANCEL,
+                        wire.cancel(tag),
+                        wire.BASIC_CANCEL_OK,
+                        lambda tag=tag: cancel_ok(tag),  # type: ignore[misc]
+                    )
+            except LinkClosed:
+                return
         cancelled.wait(timeout=5)
+
+    def set_prefetch(self, prefetch: int) -> None:
+        """Take up to `prefetch` deliveries ahead from now on.
+
+        RabbitMQ fixes a consumer's prefetch when it starts, so each queue gets a new consumer
+        before the old one is cancelled. Deliveries the old consumer received stay ours to
+        settle: none is given back, and none is delivered twice. Until they are settled, the
+        old and the new prefetch are both taken.
+        """
+        with self._subscribing:
+            with self._lock:
+                if max(1, prefetch) == self._prefetch:
+                    return
+                self._set_limits(prefetch)
+                link, old = self._link, list(self._consumer_tags)
+                if link is None or not old or self._stopping:
+                    return  # not consuming: the next connection starts with the new prefetch
+                new = self._new_consumer_tags()
+            try:
+                link.request_async(
+                    wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK, _no_reply
+                )
+                for tag, queue in new.items():
+                    link.request_async(
+                        wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK,
+                        _no_reply,
+                    )  # fmt: skip
+                for tag in old:
+                    link.request_async(
+                        wire.BASIC_CANCEL, wire.cancel(tag), wire.BASIC_CANCEL_OK,
+                        lambda tag=tag: self._forget_consumer(tag),  # type: ignore[misc]
+                    )  # fmt: skip
+            except LinkClosed:
+                return  # reconnecting consumes with the new prefetch
+
+    def _set_limits(self, prefetch: int) -> None:
+        """Set the prefetch and the ack batching that follows from it (under the lock)."""
+        self._prefetch = max(1, prefetch)
+        # Acks wait for this many to go out together while other deliveries are in progress
+        # (RabbitMQ spends several times less per message on one ack for a few than on one
+        # each); the last one in progress and the link's tick (0.2 s) send them regardless.
+        self._ack_batch = max(1, self._prefetch // 4)
+        # Acks of deliveries newer than the oldest one in progress wait for it, to go out with
+        # it in one multiple ack rather than one frame each (threads finish out of order); at
+        # most this many wait, and never past the link's next tick.
+        self._hold_max = max(1, self._prefetch // 2)
+
+    def _new_consumer_tags(self) -> dict[str, str]:
+        """Name a new consumer for each queue and map its tag to the queue (under the lock)."""
+        self._subscriptions += 1
+        base = f"actors.{os.getpid()}.{self._generation}.{self._subscriptions}"
+        new = {f"{base}.{index}": queue for index, queue in enumerate(self._queues)}
+        self._consumer_tags.update(new)
+        return new
+
+    def _forget_consumer(self, tag: str) -> None:
+        """A cancelled consumer's tag: RabbitMQ sends nothing more under it."""
+        with self._lock:
+            self._consumer_tags.pop(tag, None)
 
     def close(self) -> None:
         """Send pending acks, wait (bounded) for moves, then close the connection."""
@@ -214,9 +276,10 @@ class RabbitmqConsumer(Consumer):
             return
         answered = threading.Event()
         try:
-            link.request_async(
-                wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK, answered.set
-            )
+            with self._subscribing:  # else it could set the old prefetch amid a change
+                link.request_async(
+                    wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK, answered.set
+                )
         except LinkClosed:
             return
         answered.wait(timeout)
@@ -393,13 +456,15 @@ class RabbitmqConsumer(Consumer):
             with self._lock:
                 self._link = link
                 self._published = 0
-            link.call(wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK)
-            if not self._stopping:
-                for index, queue in enumerate(self._queues):
-                    tag = f"actors.{os.getpid()}.{self._generation}.{index}"
+            with self._subscribing:
+                link.call(wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK)
+                if not self._stopping:
                     with self._lock:
-                        self._consumer_tags[tag] = queue
-                    link.call(wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK)
+                        tags = self._new_consumer_tags()
+                    for tag, queue in tags.items():
+                        link.call(
+                            wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK
+                        )
         except (LinkClosed, OSError) as exc:
             self._lost(exc)
             link.close(timeout=1.0)

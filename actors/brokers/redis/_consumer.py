@@ -157,6 +157,12 @@ class RedisConsumer(Consumer):
             thread.start()
             self._threads.append(thread)
 
+    def set_prefetch(self, prefetch: int) -> None:
+        with self._cond:
+            self._prefetch = max(1, prefetch)
+            self._refill = max(1, self._prefetch // 2)
+            self._cond.notify_all()
+
     def stop(self) -> None:
         if not self._running:
             return
