@@ -73,7 +73,8 @@ class AmqpLink:
         # TLS allows one thread in the SSL object at a time; plain TCP is full duplex.
         self._read_guard: Any = self._write_lock if self._tls else contextlib.nullcontext()
         self._buf = bytearray()
-        self._waiting: collections.deque[tuple[tuple[int, int], Callable[[], None]]]
+        # Requests awaiting their reply: (reply method, consumer tag or None, callback).
+        self._waiting: collections.deque[tuple[tuple[int, int], str | None, Callable[[], None]]]
         self._waiting = collections.deque()
         self._content: tuple[Any, ...] | None = None  # the method awaiting its header/body
         self._returning = False  # that method is a basic.return (else a basic.deliver)
@@ -187,11 +188,19 @@ class AmqpLink:
         args: bytes,
         reply: tuple[int, int],
         on_reply: Callable[[], None],
+        consumer_tag: str | None = None,
     ) -> None:
-        """Send `method`; call `on_reply` on the reading thread when `reply` arrives."""
+        """Send `method`; call `on_reply` on the reading thread when `reply` arrives.
+
+        Replies of one kind come in the order of their requests, but not across kinds: a
+        ``consume-ok`` or ``cancel-ok`` is sent by the queue and can come after the
+        ``qos-ok`` of a later request. So a reply goes to the oldest request waiting for
+        that kind, and for consumer replies for that `consumer_tag` (several queues answer
+        in any order).
+        """
         data = wire.method_frame(CHANNEL, method, args)
         with self._write_lock:
-            self._waiting.append((reply, on_reply))
+            self._waiting.append((reply, consumer_tag, on_reply))
             self._write(data)
 
     def send_method(self, method: tuple[int, int], args: bytes) -> None:
@@ -280,7 +289,7 @@ class AmqpLink:
             sock, self._sock = self._sock, None
             if sock is not None:
                 sock.close()
-            for _, on_reply in self._waiting:
+            for _, _, on_reply in self._waiting:
                 on_reply()  # wake requesters; they find the link closed
             self._waiting.clear()
         if not self._closing or self.closed_reason:
@@ -382,10 +391,21 @@ class AmqpLink:
         elif method == self._expected and not self._replied:
             self._reply = self._handshake_args(method, buf, pos)
             self._replied = True
-        elif self._waiting and self._waiting[0][0] == method:
-            self._waiting.popleft()[1]()
-        else:
+        elif not self._answer(method, buf, pos):
             raise wire.ProtocolError(f"unexpected method {method} on channel {channel}")
+
+    def _answer(self, method: tuple[int, int], buf: memoryview, pos: int) -> bool:
+        """Call back the request that `method` answers; False if none waits for it."""
+        tag = None
+        if method == wire.BASIC_CONSUME_OK or method == wire.BASIC_CANCEL_OK:
+            tag = wire.read_shortstr(buf, pos)[0]
+        # A snapshot: other threads only append, and only this thread removes.
+        for index, (reply, consumer_tag, on_reply) in enumerate(tuple(self._waiting)):
+            if reply == method and (consumer_tag is None or consumer_tag == tag):
+                del self._waiting[index]
+                on_reply()
+                return True
+        return False
 
     @staticmethod
     def _handshake_args(method: tuple[int, int], buf: memoryview, pos: int) -> Any:

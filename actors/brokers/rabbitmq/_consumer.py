@@ -188,6 +188,7 @@ class RabbitmqConsumer(Consumer):
                         wire.cancel(tag),
                         wire.BASIC_CANCEL_OK,
                         lambda tag=tag: cancel_ok(tag),  # type: ignore[misc]
+                        consumer_tag=tag,
                     )
             except LinkClosed:
                 return
@@ -217,12 +218,13 @@ class RabbitmqConsumer(Consumer):
                 for tag, queue in new.items():
                     link.request_async(
                         wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK,
-                        _no_reply,
+                        _no_reply, consumer_tag=tag,
                     )  # fmt: skip
                 for tag in old:
                     link.request_async(
                         wire.BASIC_CANCEL, wire.cancel(tag), wire.BASIC_CANCEL_OK,
                         lambda tag=tag: self._forget_consumer(tag),  # type: ignore[misc]
+                        consumer_tag=tag,
                     )  # fmt: skip
             except LinkClosed:
                 return  # reconnecting consumes with the new prefetch
