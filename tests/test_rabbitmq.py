@@ -539,6 +539,35 @@ def test_a_new_prefetch_replaces_the_consumer_and_keeps_what_the_old_one_took(
         consumer.close()
 
 
+def test_prefetch_changes_in_quick_succession_keep_the_connection(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    # RabbitMQ 3.10 drops the connection (INTERNAL_ERROR) if a consumer is cancelled before
+    # its consume-ok went out; everything unacked would then come back a second time.
+    queue = f"{namespace}-resize"
+
+    @actors.actor(queue=queue)
+    def task(number: int) -> None: ...
+
+    broker.enqueue_many([task.message(n) for n in range(40)])
+    taken: list[Delivery] = []
+    consumer = broker.consume([queue], prefetch=2, on_delivery=taken.append)
+    consumer.start()
+    try:
+        wait_until(lambda: len(taken) == 2, message="two deliveries")
+        for prefetch in (5, 9, 3, 12, 4, 8):
+            consumer.set_prefetch(prefetch)
+        for settled in range(40):
+            wait_until(lambda n=settled: len(taken) > n, message=f"delivery {settled + 1}")
+            taken[settled].ack()
+        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
+        assert sorted(numbers) == list(range(40))
+        assert not any(d.redelivered for d in taken)
+        broker.join(queue, timeout=10)
+    finally:
+        consumer.close()
+
+
 # -- queue arguments ------------------------------------------------------------------------------
 
 

@@ -175,10 +175,16 @@ class AmqpLink:
 
     # -- requests (any thread) ------------------------------------------------------------------
 
-    def request(self, method: tuple[int, int], args: bytes, reply: tuple[int, int]) -> None:
+    def request(
+        self,
+        method: tuple[int, int],
+        args: bytes,
+        reply: tuple[int, int],
+        consumer_tag: str | None = None,
+    ) -> None:
         """Send `method` and return once RabbitMQ's `reply` was read (by the reading thread)."""
         answered = threading.Event()
-        self.request_async(method, args, reply, answered.set)
+        self.request_async(method, args, reply, answered.set, consumer_tag)
         if not answered.wait(float(self._params.socket_timeout or 10.0)):
             raise LinkClosed(f"RabbitMQ did not answer {method} in time")
 

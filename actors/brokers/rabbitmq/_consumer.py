@@ -39,10 +39,6 @@ _MOVE_WAIT = 60.0  # seconds a worker thread waits for a move's confirm before g
 _CLOSE_GRACE = 5.0  # seconds close() waits for moves still unconfirmed
 
 
-def _no_reply() -> None:
-    """For requests whose reply tells nothing more than that it arrived."""
-
-
 def carried_headers(headers: dict[str, Any]) -> dict[str, Any]:
     """Headers kept when we republish a delivery: RabbitMQ's own ``x-death`` ... dropped."""
     return {k: v for k, v in headers.items() if not k.startswith(BROKER_HEADER_PREFIX)}
@@ -200,7 +196,8 @@ class RabbitmqConsumer(Consumer):
         RabbitMQ fixes a consumer's prefetch when it starts, so each queue gets a new consumer
         before the old one is cancelled. Deliveries the old consumer received stay ours to
         settle: none is given back, and none is delivered twice. Until they are settled, the
-        old and the new prefetch are both taken.
+        old and the new prefetch are both taken. Waits for RabbitMQ's replies to the new
+        consumers: not for the I/O thread.
         """
         with self._subscribing:
             with self._lock:
@@ -212,14 +209,14 @@ class RabbitmqConsumer(Consumer):
                     return  # not consuming: the next connection starts with the new prefetch
                 new = self._new_consumer_tags()
             try:
-                link.request_async(
-                    wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK, _no_reply
-                )
+                link.request(wire.BASIC_QOS, wire.qos(self._prefetch), wire.BASIC_QOS_OK)
                 for tag, queue in new.items():
-                    link.request_async(
-                        wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK,
-                        _no_reply, consumer_tag=tag,
-                    )  # fmt: skip
+                    # Awaited: RabbitMQ 3.10's channel crashes (INTERNAL_ERROR, and every
+                    # unacked delivery comes back) when a consumer is cancelled before its
+                    # consume-ok went out, e.g. by the next change while the queue is busy.
+                    link.request(
+                        wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK, tag
+                    )
                 for tag in old:
                     link.request_async(
                         wire.BASIC_CANCEL, wire.cancel(tag), wire.BASIC_CANCEL_OK,
