@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -186,12 +186,14 @@ def send_counted(
     *,
     batch: int = 1,
     give_up_after: float = 60.0,
+    on_unknown: Callable[[], object] = lambda: None,
 ) -> int:
     """Send `messages` (one by one, or `batch` at a time) recording every outcome.
 
     A send that raises `BrokerConnectionError` is ``unknown`` and is sent again with the same
     ids until it is confirmed or `give_up_after` seconds passed. A single send refused with
     `PublishError` is ``failed``; a refused batch is ``unknown`` (others in it were confirmed).
+    `on_unknown` is called after each unknown outcome, before the retry.
 
     Returns:
         How many send attempts ended with an unknown outcome (and were retried).
@@ -206,6 +208,7 @@ def send_counted(
             if outcome != "unknown" or time.monotonic() >= deadline:
                 break
             unknown += 1
+            on_unknown()
     return unknown
 
 
@@ -228,6 +231,8 @@ class BackgroundSender:
     def __init__(self, broker: Broker, messages: Sequence[Message[Any]], ledger: Ledger) -> None:
         self.sent = 0
         self.unknown = 0
+        #: Unknown outcomes so far, counted as they happen (`unknown` counts them per message).
+        self.unknown_attempts = 0
         self._broker = broker
         self._messages = messages
         self._ledger = ledger
@@ -257,12 +262,17 @@ class BackgroundSender:
         if self._error is not None:
             raise self._error
 
+    def _saw_unknown(self) -> None:
+        self.unknown_attempts += 1
+
     def _run(self) -> None:
         try:
             for message in self._messages:
                 if self._stop.is_set():
                     return
-                self.unknown += send_counted(self._broker, [message], self._ledger)
+                self.unknown += send_counted(
+                    self._broker, [message], self._ledger, on_unknown=self._saw_unknown
+                )
                 self.sent += 1
         except BaseException as exc:  # handed to the test thread by stop()
             self._error = exc

@@ -92,6 +92,13 @@ def _counted_run_with_faults(
             else:
                 try:
                     node.rabbit.stop_app()
+                    if wait_for_confirms:  # the outage lasts until a send has seen it
+                        seen = sender.unknown_attempts
+                        wait_until(
+                            lambda seen=seen: sender.unknown_attempts > seen,  # type: ignore[misc]
+                            timeout=30,
+                            message="a send failing during the outage",
+                        )
                 finally:
                     node.rabbit.start_app()
         sender.wait_for(150)
