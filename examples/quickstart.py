@@ -22,11 +22,18 @@ RABBITMQ_URL = os.environ.get("ACTORS_BROKER_URL", "amqp://guest:guest@127.0.0.1
 QUEUE = "quickstart"
 
 
+def say(line: str) -> None:
+    """Print one whole line: `print` writes the text and the newline apart, so lines from
+    several worker threads could run together."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 @actors.actor(queue=QUEUE)
 def count_words(text: str) -> int:
     """A sync actor: runs on the worker's thread pool."""
     words = len(text.split())
-    print(f"count_words: {words} words in {text!r}", flush=True)
+    say(f"count_words: {words} words in {text!r}")
     return words
 
 
@@ -34,7 +41,7 @@ def count_words(text: str) -> int:
 async def greet(name: str) -> str:
     """An async actor: runs on the worker's event loop."""
     await asyncio.sleep(0.05)
-    print(f"greet: hello, {name}!", flush=True)
+    say(f"greet: hello, {name}!")
     return f"hello, {name}"
 
 
