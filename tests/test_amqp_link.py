@@ -14,7 +14,7 @@ import pika
 import pytest
 
 from actors.brokers.rabbitmq import _amqp_codec as wire
-from actors.brokers.rabbitmq._amqp_link import CHANNEL, AmqpLink
+from actors.brokers.rabbitmq._amqp_link import CHANNEL, AmqpLink, LinkClosed
 from tests.brokers import RABBITMQ_URL
 
 
@@ -79,3 +79,23 @@ def test_consumer_replies_of_several_queues_are_matched_by_tag(link: AmqpLink) -
 def test_a_reply_nothing_waits_for_is_a_protocol_error(link: AmqpLink) -> None:
     with pytest.raises(wire.ProtocolError, match="unexpected method"):
         _reply(link, wire.BASIC_QOS_OK)
+
+
+def test_requesters_woken_at_close_may_send_again_meanwhile(link: AmqpLink) -> None:
+    # Given a request whose requester, once woken by the close, sends another one at once
+    woken: list[str] = []
+
+    def wake_and_request_again() -> None:
+        woken.append("first")
+        # what a request_async from the woken thread adds before it finds the link closed
+        link._waiting.append((wire.BASIC_QOS_OK, None, lambda: woken.append("second")))
+
+    link.request_async(wire.BASIC_QOS, wire.qos(1), wire.BASIC_QOS_OK, wake_and_request_again)
+    assert link._sock is not None
+    link._sock.shutdown(socket.SHUT_RDWR)
+    # When the connection closes, then every requester is woken and the reader ends cleanly
+    with pytest.raises(LinkClosed):
+        link.run()
+    assert woken == ["first", "second"]
+    with pytest.raises(LinkClosed):  # and a request on the closed link fails at once
+        link.request_async(wire.BASIC_QOS, wire.qos(1), wire.BASIC_QOS_OK, lambda: None)

@@ -87,9 +87,14 @@ class WorkerProcess:
     def prefetch(self) -> int:
         """Deliveries each child holds at most (the default prefetch when no actor is async).
 
-        Two per thread while messages come slowly; it grows with the rate up to the cap.
+        It starts at two per thread and grows with the rate; the actors here sleep
+        ``FAULT_WORK_SECONDS`` each, which bounds the rate at `threads` / that. The bound is
+        the size for twice that rate: room for a window in which the prefetch grew, and for
+        a change during which the old and the new consumer both hold deliveries.
         """
-        return max(self.threads * 2, sizing.CAP)
+        work = float(self._env.get("FAULT_WORK_SECONDS", "0"))
+        sizer = sizing.PrefetchSizer(self.threads * 2)
+        return sizer.cap if work <= 0 else sizer.size_for(2 * self.threads / work)
 
     def start(self, timeout: float = 30.0) -> Self:
         """Start the supervisor and wait until every child consumes."""

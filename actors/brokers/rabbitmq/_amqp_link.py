@@ -206,6 +206,8 @@ class AmqpLink:
         """
         data = wire.method_frame(CHANNEL, method, args)
         with self._write_lock:
+            if self._sock is None or self._closed.is_set():
+                raise LinkClosed(self.closed_reason or "the connection is closed")
             self._waiting.append((reply, consumer_tag, on_reply))
             self._write(data)
 
@@ -246,7 +248,7 @@ class AmqpLink:
         try:
             sock.sendall(data)
         except OSError as exc:
-            self._cut(f"write failed: {exc}")
+            self.cut(f"write failed: {exc}")
             raise LinkClosed(self.closed_reason) from exc
         self._last_write = time.monotonic()
 
@@ -263,9 +265,9 @@ class AmqpLink:
             return
         reading_here = threading.current_thread() is self._reader
         if not reading_here and not self._closed.wait(timeout):
-            self._cut("no close-ok from RabbitMQ")
+            self.cut("no close-ok from RabbitMQ")
 
-    def _cut(self, reason: str) -> None:
+    def cut(self, reason: str) -> None:
         """Drop the socket; the reading thread then stops with `reason`."""
         if not self.closed_reason:
             self.closed_reason = reason
@@ -289,15 +291,16 @@ class AmqpLink:
                 self._read_once()
                 self._keep_alive()
         except (OSError, wire.ProtocolError) as exc:
-            self._cut(str(exc) or type(exc).__name__)
+            self.cut(str(exc) or type(exc).__name__)
         finally:
             self._closed.set()
             sock, self._sock = self._sock, None
             if sock is not None:
                 sock.close()
-            for _, _, on_reply in self._waiting:
-                on_reply()  # wake requesters; they find the link closed
-            self._waiting.clear()
+            # Wake the requesters; they find the link closed. Popped one by one: a woken
+            # thread may append meanwhile (its request then fails on the closed link).
+            while self._waiting:
+                self._waiting.popleft()[2]()
         if not self._closing or self.closed_reason:
             raise LinkClosed(self.closed_reason or "the connection closed")
 
@@ -424,7 +427,7 @@ class AmqpLink:
                 self._send_method(wire.CONNECTION_CLOSE_OK, b"", 0)
             else:
                 self._send_method(wire.CHANNEL_CLOSE_OK, b"")
-        self._cut(f"RabbitMQ closed the {what}: {code} {text}")
+        self.cut(f"RabbitMQ closed the {what}: {code} {text}")
         raise LinkClosed(self.closed_reason)
 
     def _on_header(self, buf: memoryview, pos: int, end: int) -> None:

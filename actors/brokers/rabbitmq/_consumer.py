@@ -223,8 +223,10 @@ class RabbitmqConsumer(Consumer):
                         lambda tag=tag: self._forget_consumer(tag),  # type: ignore[misc]
                         consumer_tag=tag,
                     )  # fmt: skip
-            except LinkClosed:
-                return  # reconnecting consumes with the new prefetch
+            except LinkClosed as exc:
+                # Gone, or a reply did not come in time: either way the link is dropped, so that
+                # no consumer stays half started, and the reconnect consumes with the new prefetch.
+                link.cut(f"changing the prefetch: {exc}")
 
     def _set_limits(self, prefetch: int) -> None:
         """Set the prefetch and the ack batching that follows from it (under the lock)."""
