@@ -54,6 +54,6 @@ class PrefetchSizer:
     def resize(self, current: int, rate: float) -> int | None:
         """The new prefetch for `rate`, or None while `current` is close enough to it."""
         size = self.size_for(rate)
-        if size == current or abs(size - current) <= current * SLACK:
+        if abs(size - current) <= current * SLACK:
             return None
         return size

@@ -23,6 +23,7 @@ import pytest
 
 import actors
 from actors import names, registry
+from actors.broker import Consumer
 from actors.brokers.rabbitmq import RabbitmqBroker
 from actors.brokers.rabbitmq import _topology as topology
 from actors.delivery import Delivery
@@ -31,6 +32,7 @@ from actors.message import Message
 from actors.testing import running_worker, wait_until
 from tests.brokers import RABBITMQ_URL
 from tests.rabbitmq_support import open_rabbitmq_broker
+from tests.support.deliveries import ack_as_they_come, first_args
 from tests.support.private_rabbit import PrivateRabbit
 from tests.support.tcp_proxy import TcpProxy
 
@@ -503,20 +505,28 @@ def test_dlq_ttl_is_declared_on_the_dead_letter_queue(namespace: str, cleanups: 
     assert found["arguments"]["x-message-ttl"] == 3_600_000
 
 
-def test_a_new_prefetch_replaces_the_consumer_and_keeps_what_the_old_one_took(
-    broker: RabbitmqBroker, namespace: str
-) -> None:
-    queue = f"{namespace}-prefetch"
+def _taking_two_of(
+    broker: RabbitmqBroker, queue: str, count: int
+) -> tuple[Consumer, list[Delivery]]:
+    """Queue messages 0..count-1, and a consumer with prefetch 2 that took two of them."""
 
     @actors.actor(queue=queue)
     def task(number: int) -> None: ...
 
-    broker.enqueue_many([task.message(n) for n in range(10)])
+    broker.enqueue_many([task.message(n) for n in range(count)])
     taken: list[Delivery] = []
     consumer = broker.consume([queue], prefetch=2, on_delivery=taken.append)
     consumer.start()
+    wait_until(lambda: len(taken) == 2, message="two deliveries")
+    return consumer, taken
+
+
+def test_a_new_prefetch_replaces_the_consumer_and_keeps_what_the_old_one_took(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    queue = f"{namespace}-prefetch"
+    consumer, taken = _taking_two_of(broker, queue, 10)
     try:
-        wait_until(lambda: len(taken) == 2, message="two deliveries")
         consumer.set_prefetch(5)
 
         def consumers() -> list[tuple[str, int]]:
@@ -526,13 +536,8 @@ def test_a_new_prefetch_replaces_the_consumer_and_keeps_what_the_old_one_took(
         # RabbitMQ's statistics lag by a few seconds
         wait_until(lambda: [p for _, p in consumers()] == [5], timeout=20, message="one at 5")
         assert len(taken) == 7  # the old consumer's two stay taken, the new one took five
-        for delivery in taken[:7]:
-            delivery.ack()
-        wait_until(lambda: len(taken) == 10, message="the last three")
-        for delivery in taken[7:]:
-            delivery.ack()
-        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
-        assert sorted(numbers) == list(range(10))
+        ack_as_they_come(taken, 10)
+        assert sorted(first_args(broker, taken)) == list(range(10))
         assert not any(d.redelivered for d in taken)
         broker.join(queue, timeout=10)
     finally:
@@ -545,23 +550,12 @@ def test_prefetch_changes_in_quick_succession_keep_the_connection(
     # RabbitMQ 3.10 drops the connection (INTERNAL_ERROR) if a consumer is cancelled before
     # its consume-ok went out; everything unacked would then come back a second time.
     queue = f"{namespace}-resize"
-
-    @actors.actor(queue=queue)
-    def task(number: int) -> None: ...
-
-    broker.enqueue_many([task.message(n) for n in range(40)])
-    taken: list[Delivery] = []
-    consumer = broker.consume([queue], prefetch=2, on_delivery=taken.append)
-    consumer.start()
+    consumer, taken = _taking_two_of(broker, queue, 40)
     try:
-        wait_until(lambda: len(taken) == 2, message="two deliveries")
         for prefetch in (5, 9, 3, 12, 4, 8):
             consumer.set_prefetch(prefetch)
-        for settled in range(40):
-            wait_until(lambda n=settled: len(taken) > n, message=f"delivery {settled + 1}")
-            taken[settled].ack()
-        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
-        assert sorted(numbers) == list(range(40))
+        ack_as_they_come(taken, 40)
+        assert sorted(first_args(broker, taken)) == list(range(40))
         assert not any(d.redelivered for d in taken)
         broker.join(queue, timeout=10)
     finally:

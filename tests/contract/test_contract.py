@@ -15,6 +15,7 @@ from actors.broker import Broker
 from actors.delivery import Delivery
 from actors.encoding import Codec
 from actors.testing import running_worker, wait_until
+from tests.support.deliveries import ack_as_they_come, first_args
 
 
 def _consume(broker: Broker, queue: str, *, prefetch: int = 1) -> tuple[Any, list[Delivery]]:
@@ -134,11 +135,8 @@ def test_a_wider_prefetch_takes_more_ahead_and_nothing_is_taken_twice(
         wait_until(lambda: len(taken) == 2, message="the first two deliveries")
         consumer.set_prefetch(6)
         wait_until(lambda: len(taken) >= 6, message="six taken ahead, none settled")
-        for settled in range(12):  # settle all, as they come
-            wait_until(lambda n=settled: len(taken) > n, message=f"delivery {settled + 1}")
-            taken[settled].ack()
-        numbers = [broker.codec.unpack(d.body, d.headers).args[0] for d in taken]
-        assert sorted(numbers) == list(range(12))  # each once
+        ack_as_they_come(taken, 12)
+        assert sorted(first_args(broker, taken)) == list(range(12))  # each once
         broker.join(queue, timeout=10)
     finally:
         consumer.close()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -172,20 +172,13 @@ class RabbitmqConsumer(Consumer):
             left = set(tags)
 
             def cancel_ok(tag: str) -> None:
-                self._forget_consumer(tag)
                 left.discard(tag)
                 if not left:
                     cancelled.set()
 
             try:
                 for tag in tags:
-                    link.request_async(
-                        wire.BASIC_CANCEL,
-                        wire.cancel(tag),
-                        wire.BASIC_CANCEL_OK,
-                        lambda tag=tag: cancel_ok(tag),  # type: ignore[misc]
-                        consumer_tag=tag,
-                    )
+                    self._cancel_consumer(link, tag, then=cancel_ok)
             except LinkClosed:
                 return
         cancelled.wait(timeout=5)
@@ -218,11 +211,7 @@ class RabbitmqConsumer(Consumer):
                         wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK, tag
                     )
                 for tag in old:
-                    link.request_async(
-                        wire.BASIC_CANCEL, wire.cancel(tag), wire.BASIC_CANCEL_OK,
-                        lambda tag=tag: self._forget_consumer(tag),  # type: ignore[misc]
-                        consumer_tag=tag,
-                    )  # fmt: skip
+                    self._cancel_consumer(link, tag)
             except LinkClosed as exc:
                 # Gone, or a reply did not come in time: either way the link is dropped, so that
                 # no consumer stays half started, and the reconnect consumes with the new prefetch.
@@ -248,10 +237,20 @@ class RabbitmqConsumer(Consumer):
         self._consumer_tags.update(new)
         return new
 
-    def _forget_consumer(self, tag: str) -> None:
-        """A cancelled consumer's tag: RabbitMQ sends nothing more under it."""
-        with self._lock:
-            self._consumer_tags.pop(tag, None)
+    def _cancel_consumer(
+        self, link: AmqpLink, tag: str, then: Callable[[str], None] = lambda _tag: None
+    ) -> None:
+        """Cancel consumer `tag`; at its cancel-ok, forget the tag (RabbitMQ sends nothing more
+        under it) and call `then` with it."""
+
+        def cancelled() -> None:
+            with self._lock:
+                self._consumer_tags.pop(tag, None)
+            then(tag)
+
+        link.request_async(
+            wire.BASIC_CANCEL, wire.cancel(tag), wire.BASIC_CANCEL_OK, cancelled, consumer_tag=tag
+        )
 
     def close(self) -> None:
         """Send pending acks, wait (bounded) for moves, then close the connection."""
