@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "raw_pika": "bench.systems.raw_pika",
     "raw_aiopika": "bench.systems.raw_aiopika",
     "raw_redis": "bench.systems.raw_redis",
+    "raw_link": "bench.systems.raw_link",
     "dramatiq": "bench.systems.dramatiq_sys",
     "celery": "bench.systems.celery_sys",
 }

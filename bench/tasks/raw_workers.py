@@ -1,6 +1,6 @@
 """Bare workers written directly on the clients: the floor a framework cannot pass.
 
-    python -m bench.tasks.raw_workers pika|aiopika|redis
+    python -m bench.tasks.raw_workers pika|aiopika|redis|link
 
 Configured by the environment (``BENCH_QUEUE``, ``BENCH_AMQP_URL``, ``BENCH_REDIS_URL``,
 ``BENCH_PREFETCH``, ``BENCH_GROUP``). Prints ``BENCH_READY`` once consuming. Message body:
@@ -68,6 +68,54 @@ def run_pika() -> None:
             conn.close()
 
 
+def run_link() -> None:
+    """actors' own AMQP link with the task run inline on the reading thread, one ack each.
+
+    No framework, no thread hand-off, frames parsed by actors' codec: the floor of a Python
+    consumer on this machine (the latency no worker that runs its actors off the reading
+    thread can beat).
+    """
+    import pika
+    import redis
+
+    from actors.brokers.rabbitmq import _amqp_codec as wire
+    from actors.brokers.rabbitmq._amqp_link import CHANNEL, AmqpLink
+
+    r = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+
+    class Inline:
+        def on_deliver(
+            self, consumer_tag: str, tag: int, redelivered: bool, props: Any, body: bytes
+        ) -> None:
+            do_task(r, body)
+            link.send_frames(wire.ack_frame(CHANNEL, tag, False))
+
+        def on_return(self, *args: Any) -> None:
+            pass
+
+        def on_confirm(self, *args: Any) -> None:
+            pass
+
+        def on_cancelled(self, consumer_tag: str) -> None:
+            raise SystemExit(f"consumer {consumer_tag} cancelled")
+
+        def on_tick(self) -> None:
+            pass
+
+    link = AmqpLink(pika.URLParameters(os.environ["BENCH_AMQP_URL"]), Inline())
+    link.open()
+    prefetch = int(os.environ.get("BENCH_PREFETCH", "1000"))
+    link.call(wire.BASIC_QOS, wire.qos(prefetch), wire.BASIC_QOS_OK)
+    consume = wire.consume(os.environ["BENCH_QUEUE"], f"floor.{os.getpid()}")
+    link.call(wire.BASIC_CONSUME, consume, wire.BASIC_CONSUME_OK)
+    _sigterm_to_exit()
+    _ready()
+    try:
+        link.run()
+    finally:
+        link.close(timeout=1.0)
+
+
 async def _aiopika_main() -> None:
     import asyncio
 
@@ -132,4 +180,5 @@ def run_redis() -> None:
 
 
 if __name__ == "__main__":
-    {"pika": run_pika, "aiopika": run_aiopika, "redis": run_redis}[sys.argv[1]]()
+    kinds = {"pika": run_pika, "aiopika": run_aiopika, "redis": run_redis, "link": run_link}
+    kinds[sys.argv[1]]()
