@@ -49,8 +49,25 @@ class DeadLetter:
 class Consumer(ABC):
     """Takes messages from queues and hands them to a callback, from the broker's I/O thread.
 
-    At most `prefetch` deliveries are outstanding (handed over and not yet settled).
+    At most `prefetch` deliveries are outstanding (handed over and not yet settled). A
+    consumer may also let the worker's idle threads read (`read`): the callback then runs on
+    the thread that read, which can run what it took without waking another thread.
     """
+
+    def on_reader_wanted(self, callback: Callable[[], bool]) -> None:  # noqa: B027 (optional)
+        """Have `callback` called after the consumer's own thread read for lack of a worker
+        thread reading; it returns True if it woke an idle thread of the worker to read next
+        (`read`), and the consumer's thread then leaves reading to it.
+        """
+
+    def read(self) -> bool:
+        """Read from the broker on the calling thread, handing deliveries to the callback.
+
+        Returns False at once when another thread is reading or this consumer does not let
+        other threads read (the default); else True after one read, which waits at most a
+        fraction of a second for something to arrive.
+        """
+        return False
 
     @abstractmethod
     def start(self) -> None:

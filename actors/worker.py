@@ -1,10 +1,13 @@
 """The worker: takes messages from a broker and runs their actors.
 
 Sync actors run on a pool of threads; async actors run on one event loop per process, in a
-thread of its own, bounded by their own concurrency setting. The broker's I/O runs in yet
-another thread (the consumer's), so neither a busy actor thread nor a blocked event loop can
-starve heartbeats. A message is acknowledged only after its actor finished and the outcome
-(ack, retry, dead-letter) is safely with the broker: delivery is at-least-once.
+thread of its own, bounded by their own concurrency setting. A thread with nothing to do reads
+from the broker itself where the consumer allows it (RabbitMQ) and runs the first message it
+took, so a message reaches its actor without waking another thread; the others it took go to
+the pool. The consumer's own thread reads whenever no worker thread has for a moment, so
+neither busy actor threads nor a blocked event loop can starve heartbeats. A message is
+acknowledged only after its actor finished and the outcome (ack, retry, dead-letter) is
+safely with the broker: delivery is at-least-once.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.Context
 DEFAULT_THREADS = 8
 DEFAULT_ASYNC_CONCURRENCY = 64
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+# Put in the work queue to wake an idle thread so that it reads from the broker.
+_READ = object()
 
 
 def current_delivery() -> Delivery | None:
@@ -91,7 +97,7 @@ class Worker:
         self.supervised = False
         self.stopping = threading.Event()
         self.stopped = threading.Event()
-        self._work: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[Delivery | object | None] = queue.SimpleQueue()
         work = self._work
         self._gate = ThreadGate(self.threads, lambda: not work.empty(), adaptive=adaptive_threads)
         self._threads: list[threading.Thread] = []
@@ -107,6 +113,8 @@ class Worker:
         self._in_flight = 0
         self._taken = 0
         self._stop_started = False
+        self._idle = 0  # sync threads waiting for work (under _state_lock)
+        self._local = threading.local()  # .reading, .kept: the thread reading and what it keeps
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -132,6 +140,7 @@ class Worker:
         self._consumer = self.broker.consume(
             queues, prefetch=prefetch, on_delivery=self._on_delivery
         )
+        self._consumer.on_reader_wanted(self._hand_reading_on)
         self._consumer.start()
         if self.prefetch is None:
             threading.Thread(
@@ -236,6 +245,8 @@ class Worker:
             if delivery is None:
                 kept.append(None)
                 continue
+            if not isinstance(delivery, Delivery):
+                continue  # a wake-up to read: nothing to give back
             try:
                 delivery.requeue()
             except Exception:  # closing the connection returns it all the same
@@ -315,6 +326,8 @@ class Worker:
                 loop = self._loop
             assert loop is not None
             loop.call_soon_threadsafe(self._spawn, delivery)
+        elif getattr(self._local, "reading", False) and self._local.kept is None:
+            self._local.kept = delivery  # read by a sync thread: it runs this one itself
         else:
             self._work.put(delivery)
 
@@ -340,9 +353,10 @@ class Worker:
     # -- sync actors ----------------------------------------------------------------------------
 
     def _run_sync_thread(self) -> None:
-        work, gate = self._work, self._gate
+        gate = self._gate
+        self._local.kept = None
         gate.enter()
-        while (delivery := work.get()) is not None:
+        while (delivery := self._next_delivery()) is not None:
             gate.started()
             try:
                 self._process_sync(delivery)
@@ -352,6 +366,56 @@ class Worker:
                 self._finished()
                 gate.finished()
         gate.leave()
+
+    def _next_delivery(self) -> Delivery | None:
+        """The next delivery for this thread, or None when the worker stops.
+
+        Takes one from the queue; when there is none, reads from the broker if no other
+        thread is reading (keeping the first delivery read for itself), else waits.
+        """
+        work = self._work
+        while True:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                item = self._read_or_wait()
+            if item is None or isinstance(item, Delivery):
+                return item
+            # else a wake-up to read (_READ): look again
+
+    def _read_or_wait(self) -> Delivery | object | None:
+        local, consumer = self._local, self._consumer
+        with self._state_lock:
+            self._idle += 1
+        local.reading = True
+        try:
+            read = consumer is not None and consumer.read()
+        finally:
+            local.reading = False
+        if not read:
+            item = self._work.get()
+            with self._state_lock:
+                self._idle -= 1
+            return item
+        with self._state_lock:
+            self._idle -= 1
+        kept: Delivery | None = local.kept
+        local.kept = None
+        if kept is None:
+            return _READ  # nothing for this thread: look at the queue again
+        self._hand_reading_on()
+        return kept
+
+    def _hand_reading_on(self) -> bool:
+        """Have an idle thread read next: wake one unless queued work wakes it anyway.
+
+        Returns True if a thread is idle (it reads once it finds no work), else False.
+        """
+        if not self._idle:
+            return False
+        if self._work.empty():
+            self._work.put(_READ)
+        return True
 
     def _process_sync(self, delivery: Delivery) -> None:
         token = _current_delivery.set(delivery)

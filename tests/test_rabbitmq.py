@@ -365,6 +365,78 @@ def test_async_actor_blocking_its_loop_does_not_cost_the_connection(
     assert runs == [True]
 
 
+# -- who reads the connection ----------------------------------------------------------------------
+
+
+def test_an_idle_worker_thread_reads_and_runs_what_it_read(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    # Given a worker with idle threads
+    queue = f"{namespace}-inline"
+    ran_on: dict[int, str] = {}
+
+    @actors.actor(queue=queue)
+    def where(index: int) -> None:
+        ran_on[index] = threading.current_thread().name
+
+    worker = actors.Worker(broker, threads=4)
+    read_on: dict[str, str] = {}
+    intake = worker._on_delivery
+
+    def record_intake(delivery: Delivery) -> None:
+        read_on[str(delivery.headers.get(names.HEADER_ID))] = threading.current_thread().name
+        intake(delivery)
+
+    worker._on_delivery = record_intake  # type: ignore[method-assign]  # a spy on the intake
+    worker.start()
+    try:
+        # When messages come one at a time (after the first, which the consumer's own thread
+        # may read before it hands reading over to the idle worker threads)
+        sent = []
+        for index in range(21):
+            sent.append(where.send(index))
+            wait_until(lambda i=index: i in ran_on, message=f"message {index} ran")
+    finally:
+        worker.stop()
+    # Then each was read by a worker thread, which ran it itself: no hand-off to another
+    readers = [read_on[message.id] for message in sent[1:]]
+    assert all(name.startswith("actors-worker-") for name in readers), readers
+    assert [ran_on[index] for index in range(1, 21)] == readers
+
+
+def test_with_every_worker_thread_busy_the_connection_is_still_read(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    # Given a worker whose only sync thread is held by an actor
+    queue = f"{namespace}-busy"
+    release = threading.Event()
+    async_ran = threading.Event()
+
+    @actors.actor(queue=queue)
+    def hold() -> None:
+        release.wait(20)
+
+    @actors.actor(queue=queue)
+    async def quick() -> None:
+        async_ran.set()
+
+    with running_worker(broker, threads=1) as worker:
+        try:
+            hold.send()
+            wait_until(lambda: worker._in_flight == 1, message="the thread is held")
+            # When more work arrives meanwhile, and a channel round trip is asked for
+            quick.send()
+            # Then the consumer's own thread reads it: the async actor runs, the reply comes
+            assert async_ran.wait(5), "nothing read the async actor's message"
+            consumer = next(iter(broker._consumers))
+            started = time.monotonic()
+            consumer.sync(timeout=5)
+            assert time.monotonic() - started < 2
+        finally:
+            release.set()
+        broker.join(queue, timeout=10)
+
+
 # -- priorities and delays ------------------------------------------------------------------------
 
 

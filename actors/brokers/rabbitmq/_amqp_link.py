@@ -1,10 +1,10 @@
-"""One AMQP connection with one channel, read by one thread and written by any.
+"""One AMQP connection with one channel, read by one thread at a time and written by any.
 
 The worker's consumer (`_consumer`) runs on this instead of a general AMQP client: the thread
-that calls `run` reads and parses frames (deliveries, confirms, replies) straight from the
-socket buffer, and any thread writes (acks, publishes, requests) under a lock, so that an ack
-never waits for another thread to wake up. Heartbeats are sent and checked by the reading
-thread, which no actor can block.
+that reads (`read_step`, one at a time, not always the same one) parses frames (deliveries,
+confirms, replies) straight from the socket buffer, and any thread writes (acks, publishes,
+requests) under a lock, so that an ack never waits for another thread to wake up. Heartbeats
+are sent and checked by whichever thread reads.
 """
 
 from __future__ import annotations
@@ -279,28 +279,55 @@ class AmqpLink:
 
     # -- reading (one thread) -------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed, cut or broken."""
+        return self._closed.is_set()
+
     def run(self) -> None:
-        """Read and dispatch frames until the connection closes.
+        """Read and dispatch frames until the connection closes, then `finish`.
 
         Returns after a close we asked for; raises `LinkClosed` when the server closed the
         connection or the channel, or the link broke.
         """
-        self._reader = threading.current_thread()
+        self.serve_from_here()
         try:
             while not self._closed.is_set():
-                self._read_once()
-                self._keep_alive()
-        except (OSError, wire.ProtocolError) as exc:
-            self.cut(str(exc) or type(exc).__name__)
+                self.read_step()
         finally:
-            self._closed.set()
-            sock, self._sock = self._sock, None
-            if sock is not None:
-                sock.close()
-            # Wake the requesters; they find the link closed. Popped one by one: a woken
-            # thread may append meanwhile (its request then fails on the closed link).
-            while self._waiting:
-                self._waiting.popleft()[2]()
+            self.finish()
+
+    def serve_from_here(self) -> None:
+        """Make the calling thread the link's own: `close` from it does not wait for the reply."""
+        self._reader = threading.current_thread()
+
+    def read_step(self) -> None:
+        """Read once (at most `_TICK` seconds) and dispatch what came; keep the link alive.
+
+        Any thread may call this, one at a time. It never raises: when the link breaks (a
+        broken socket, garbled frames, missed heartbeats, a close by RabbitMQ) it is cut, and
+        `closed` turns True.
+        """
+        try:
+            self._read_once()
+            self._keep_alive()
+        except (LinkClosed, OSError, wire.ProtocolError) as exc:
+            self.cut(str(exc) or type(exc).__name__)
+
+    def finish(self) -> None:
+        """Close the socket and wake the requesters, once no thread reads any more.
+
+        Raises:
+            LinkClosed: Unless the link closed because we asked it to.
+        """
+        self._closed.set()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        # Wake the requesters; they find the link closed. Popped one by one: a woken
+        # thread may append meanwhile (its request then fails on the closed link).
+        while self._waiting:
+            self._waiting.popleft()[2]()
         if not self._closing or self.closed_reason:
             raise LinkClosed(self.closed_reason or "the connection closed")
 

@@ -1,13 +1,17 @@
-"""The consumer: one AMQP connection (`_amqp_link`) read by an I/O thread of its own.
+"""The consumer: one AMQP connection (`_amqp_link`), read by the worker's idle threads.
 
-No actor can block that thread, so heartbeats keep flowing whatever the actors do. Deliveries
-are handed to the worker from it. Worker threads settle deliveries themselves: an ack is
-written by the thread that finished the message, acks that pile up meanwhile go out together
-(``multiple=True`` up to the oldest delivery still in progress; those above it wait, bounded,
-to be covered by the next one), and no other thread has to wake up for it. Moving a message
-(dead-lettering, giving it back, the poison guard) publishes a copy with a publisher confirm
-and acknowledges the original only once RabbitMQ confirmed the copy: at-least-once, never
-lost in between.
+A worker thread with nothing to do reads the connection itself (`read`, one thread at a time)
+and runs what it took, so that a message reaches its actor without waking another thread.
+The consumer's own I/O thread connects, reconnects, and reads whenever no worker thread has
+read for `_STALL` seconds (all of them busy): no actor can keep heartbeats, replies and new
+deliveries from being read for longer than that.
+
+Worker threads settle deliveries themselves: an ack is written by the thread that finished
+the message, acks that pile up meanwhile go out together (``multiple=True`` up to the oldest
+delivery still in progress; those above it wait, bounded, to be covered by the next one), and
+no other thread has to wake up for it. Moving a message (dead-lettering, giving it back, the
+poison guard) publishes a copy with a publisher confirm and acknowledges the original only
+once RabbitMQ confirmed the copy: at-least-once, never lost in between.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -37,6 +42,10 @@ logger = logging.getLogger("actors.brokers.rabbitmq")
 
 _MOVE_WAIT = 60.0  # seconds a worker thread waits for a move's confirm before giving up
 _CLOSE_GRACE = 5.0  # seconds close() waits for moves still unconfirmed
+# Seconds the connection may go unread (every worker thread busy) before the I/O thread reads.
+# Worker threads that wait for work read as soon as they are idle; this bounds how late
+# heartbeats, confirms, replies and deliveries for free async slots are read meanwhile.
+_STALL = 0.05
 
 
 def carried_headers(headers: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +148,13 @@ class RabbitmqConsumer(Consumer):
         self._published = 0
         self._returned: dict[str | None, str] = {}
         self.in_flight: collections.Counter[str] = collections.Counter()
+        # The reading role: at most one thread reads the link at a time (see `read`).
+        self._role = threading.Condition(threading.Lock())
+        self._reader: threading.Thread | None = None
+        self._last_reader: threading.Thread | None = None
+        self._read_ended = time.monotonic()
+        self._serving: AmqpLink | None = None  # the link worker threads may read, once consuming
+        self._reader_wanted: Callable[[], bool] = lambda: False
 
     # -- lifecycle (any thread) -----------------------------------------------------------------
 
@@ -272,7 +288,7 @@ class RabbitmqConsumer(Consumer):
         A channel round trip (``basic.qos``) answers after the deliveries sent before it.
         """
         link = self._link
-        if link is None or threading.current_thread() is self._thread:
+        if link is None or self._reading_here():
             return
         answered = threading.Event()
         try:
@@ -364,15 +380,15 @@ class RabbitmqConsumer(Consumer):
     def move(self, delivery: RabbitmqDelivery, queue: str, headers: dict[str, Any]) -> None:
         """Publish a confirmed copy of `delivery` to `queue`, then ack the original.
 
-        From a worker thread this waits for the confirm; on the I/O thread it cannot, and a
-        failure is logged and the original given back with a nack instead.
+        From a worker thread this waits for the confirm; on a thread that is reading the
+        connection it cannot (the confirm would come through it), and a failure is logged
+        and the original given back with a nack instead.
 
         Raises:
             PublishError: RabbitMQ refused the copy (the original stays unsettled).
             ConnectionClosed: The connection dropped first (the original is redelivered).
         """
-        on_io_thread = threading.current_thread() is self._thread
-        done: Future[None] | None = None if on_io_thread else Future()
+        done: Future[None] | None = None if self._reading_here() else Future()
         self._start_move(delivery, queue, headers, done)
         if done is not None:
             done.result(timeout=_MOVE_WAIT)
@@ -426,7 +442,7 @@ class RabbitmqConsumer(Consumer):
                 if link is None:
                     continue
                 try:
-                    link.run()
+                    self._serve(link)
                 except (LinkClosed, OSError) as exc:
                     self._lost(exc)
                     if not self._closing:
@@ -437,6 +453,92 @@ class RabbitmqConsumer(Consumer):
                     self._lost(LinkClosed("closed"))
         finally:
             self._started.set()
+
+    # -- the reading role (worker threads and the I/O thread) -------------------------------------
+
+    def read(self) -> bool:
+        """Read the connection once on this (idle worker) thread, unless another thread is.
+
+        Deliveries go to the handler on this thread. Returns False when another thread is
+        reading or nothing is being consumed; else True, after at most one read timeout
+        (0.2 s) when nothing arrives.
+        """
+        link = self._serving
+        if link is None or link.closed:
+            return False
+        with self._role:
+            if self._reader is not None:
+                return False
+            self._reader = threading.current_thread()
+        try:
+            link.read_step()
+        finally:
+            self._drop_role()
+        return True
+
+    def on_reader_wanted(self, callback: Callable[[], bool]) -> None:
+        self._reader_wanted = callback
+
+    def _reading_here(self) -> bool:
+        """Whether this thread is reading the connection (or is the I/O thread, which reads
+        while it connects): then it must not wait for anything that comes by reading."""
+        current = threading.current_thread()
+        return self._reader is current or self._thread is current
+
+    def _drop_role(self) -> None:
+        with self._role:
+            self._last_reader, self._reader = self._reader, None
+            self._read_ended = time.monotonic()
+            if self._serving is None:
+                self._role.notify_all()  # the I/O thread waits to close the link
+
+    def _serve(self, link: AmqpLink) -> None:
+        """Read `link` while no worker thread does (I/O thread).
+
+        Reads on while no worker thread is idle to take over, and hands over as soon as one
+        is; after that, reads only when the link has gone unread for `_STALL`. Once the link
+        is closed, waits for the thread reading it (if any) and finishes it.
+
+        Raises:
+            LinkClosed: The link closed other than by our own close.
+        """
+        link.serve_from_here()
+        self._serving = link
+        handed_over = False
+        try:
+            while self._take_role(link, handed_over=handed_over):
+                try:
+                    link.read_step()
+                finally:
+                    self._drop_role()
+                handed_over = self._reader_wanted()
+        finally:
+            with self._role:
+                self._serving = None
+                while self._reader is not None:
+                    self._role.wait()  # a worker thread's read ends within its timeout
+                self._reader = threading.current_thread()
+            try:
+                link.finish()
+            finally:
+                self._drop_role()
+
+    def _take_role(self, link: AmqpLink, *, handed_over: bool) -> bool:
+        """Take the reading role for the I/O thread; False once the link is closed.
+
+        Right away if this thread read last and handed over to no worker thread; else once
+        the role has been free for `_STALL` (the worker threads are all busy).
+        """
+        me = threading.current_thread()
+        with self._role:
+            while not link.closed:
+                reading_on = not handed_over and self._last_reader is me
+                unread = _STALL if reading_on else time.monotonic() - self._read_ended
+                if self._reader is None and unread >= _STALL:
+                    self._reader = me
+                    return True
+                self._role.wait(_STALL if self._reader is not None else _STALL - unread)
+        return False
 
     def _connect(self) -> AmqpLink | None:
         """Declare the queues and open a consuming link; None after a failure (paused)."""
@@ -504,7 +606,7 @@ class RabbitmqConsumer(Consumer):
             if move.done is not None and not move.done.done():
                 move.done.set_exception(ConnectionClosed(f"connection lost: {reason}"))
 
-    # -- events from the link (the I/O thread) -----------------------------------------------------
+    # -- events from the link (the thread reading it) --------------------------------------------
 
     def on_deliver(
         self, consumer_tag: str, tag: int, redelivered: bool, props: wire.Properties, body: bytes
