@@ -387,18 +387,17 @@ class Worker:
         local, consumer = self._local, self._consumer
         with self._state_lock:
             self._idle += 1
-        local.reading = True
         try:
-            read = consumer is not None and consumer.read()
+            local.reading = True
+            try:
+                read = consumer is not None and consumer.read()
+            finally:
+                local.reading = False
+            if not read:
+                return self._work.get()
         finally:
-            local.reading = False
-        if not read:
-            item = self._work.get()
             with self._state_lock:
                 self._idle -= 1
-            return item
-        with self._state_lock:
-            self._idle -= 1
         kept: Delivery | None = local.kept
         local.kept = None
         if kept is None:

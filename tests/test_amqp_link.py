@@ -99,3 +99,28 @@ def test_requesters_woken_at_close_may_send_again_meanwhile(link: AmqpLink) -> N
     assert woken == ["first", "second"]
     with pytest.raises(LinkClosed):  # and a request on the closed link fails at once
         link.request_async(wire.BASIC_QOS, wire.qos(1), wire.BASIC_QOS_OK, lambda: None)
+
+
+def test_a_callback_that_fails_while_reading_drops_the_link_not_the_reader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a request whose callback fails (a bug), and RabbitMQ's reply on the socket
+    ours, theirs = socket.socketpair()
+    link = AmqpLink(pika.URLParameters(RABBITMQ_URL), NoEvents())
+    link._sock = ours
+
+    def broken() -> None:
+        raise RuntimeError("bug in a callback")
+
+    try:
+        link.request_async(wire.BASIC_QOS, wire.qos(1), wire.BASIC_QOS_OK, broken)
+        theirs.sendall(wire.method_frame(CHANNEL, wire.BASIC_QOS_OK, b""))
+        # When a thread reads it, then the thread carries on (read_step returns), the link
+        # is cut with the reason, and the failure is logged with its traceback
+        link.read_step()
+        assert link.closed
+        assert link.closed_reason == "RuntimeError: bug in a callback"
+        assert "dropping the connection" in caplog.text
+    finally:
+        ours.close()
+        theirs.close()

@@ -306,13 +306,17 @@ class AmqpLink:
 
         Any thread may call this, one at a time. It never raises: when the link breaks (a
         broken socket, garbled frames, missed heartbeats, a close by RabbitMQ) it is cut, and
-        `closed` turns True.
+        `closed` turns True. So is it when a callback fails: RabbitMQ then gives back what
+        was unsettled, rather than the reading thread dying.
         """
         try:
             self._read_once()
             self._keep_alive()
         except (LinkClosed, OSError, wire.ProtocolError) as exc:
             self.cut(str(exc) or type(exc).__name__)
+        except Exception as exc:
+            logger.exception("error while reading from RabbitMQ; dropping the connection")
+            self.cut(f"{type(exc).__name__}: {exc}")
 
     def finish(self) -> None:
         """Close the socket and wake the requesters, once no thread reads any more.
