@@ -356,7 +356,7 @@ class Worker:
         gate = self._gate
         self._local.kept = None
         gate.enter()
-        while (delivery := self._next_delivery()) is not None:
+        while (delivery := self._next_delivery_surviving_interrupts()) is not None:
             gate.started()
             try:
                 self._process_sync(delivery)
@@ -367,21 +367,34 @@ class Worker:
                 gate.finished()
         gate.leave()
 
+    def _next_delivery_surviving_interrupts(self) -> Delivery | None:
+        while True:
+            try:
+                return self._next_delivery()
+            except (TimeLimitExceeded, Cancelled, WorkerShutdown) as exc:
+                # Raised into this thread for an actor that had just finished (the reading
+                # link was cut if it landed there): the thread goes on.
+                logger.warning("%s arrived after its message finished", type(exc).__name__)
+
     def _next_delivery(self) -> Delivery | None:
         """The next delivery for this thread, or None when the worker stops.
 
-        Takes one from the queue; when there is none, reads from the broker if no other
-        thread is reading (keeping the first delivery read for itself), else waits.
+        Takes the delivery this thread kept from its last read, else one from the queue;
+        when there is none, reads from the broker if no other thread is reading, else waits.
         """
-        work = self._work
+        work, local = self._work, self._local
         while True:
+            kept: Delivery | None = local.kept
+            if kept is not None:
+                local.kept = None
+                return kept
             try:
                 item = work.get_nowait()
             except queue.Empty:
                 item = self._read_or_wait()
             if item is None or isinstance(item, Delivery):
                 return item
-            # else a wake-up to read (_READ): look again
+            # else a wake-up to read (_READ), or this thread read: look again
 
     def _read_or_wait(self) -> Delivery | object | None:
         local, consumer = self._local, self._consumer
@@ -398,12 +411,9 @@ class Worker:
         finally:
             with self._state_lock:
                 self._idle -= 1
-        kept: Delivery | None = local.kept
-        local.kept = None
-        if kept is None:
-            return _READ  # nothing for this thread: look at the queue again
-        self._hand_reading_on()
-        return kept
+        if local.kept is not None:
+            self._hand_reading_on()  # this thread runs what it kept: another reads meanwhile
+        return _READ
 
     def _hand_reading_on(self) -> bool:
         """Have an idle thread read next: wake one unless queued work wakes it anyway.

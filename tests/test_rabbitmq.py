@@ -27,8 +27,15 @@ from actors.broker import Consumer
 from actors.brokers.rabbitmq import RabbitmqBroker
 from actors.brokers.rabbitmq import _topology as topology
 from actors.delivery import Delivery
-from actors.errors import ConfigurationError, ConnectionFailed, PublishError, QueueConflict
+from actors.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    PublishError,
+    QueueConflict,
+    WorkerShutdown,
+)
 from actors.message import Message
+from actors.middleware._interrupt import interrupt_thread
 from actors.testing import running_worker, wait_until
 from tests.brokers import RABBITMQ_URL
 from tests.rabbitmq_support import open_rabbitmq_broker
@@ -435,6 +442,32 @@ def test_with_every_worker_thread_busy_the_connection_is_still_read(
         finally:
             release.set()
         broker.join(queue, timeout=10)
+
+
+def test_an_interrupt_that_lands_while_a_thread_reads_leaves_the_worker_running(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    # Given a worker whose only thread is reading the connection
+    queue = f"{namespace}-late-interrupt"
+    runs: list[int] = []
+
+    @actors.actor(queue=queue)
+    def task(n: int) -> None:
+        runs.append(n)
+
+    with running_worker(broker, threads=1) as worker:
+        task.send(1)
+        wait_until(lambda: runs == [1], message="the first message ran")
+        consumer = next(iter(broker._consumers))
+        [thread] = worker._threads
+        wait_until(lambda: consumer._reader is thread, message="the thread reads")
+        # When an interrupt meant for an actor that just finished lands there (a time limit
+        # or shutdown notice that came late)
+        interrupt_thread(thread.ident or 0, WorkerShutdown)
+        task.send(2)
+        # Then the thread goes on (the link it was reading is dropped and comes back)
+        wait_until(lambda: runs == [1, 2], timeout=15, message="the second message ran")
+        assert thread.is_alive()
 
 
 # -- priorities and delays ------------------------------------------------------------------------

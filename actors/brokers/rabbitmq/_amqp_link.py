@@ -309,6 +309,8 @@ class AmqpLink:
         `closed` turns True. So is it when a callback fails: RabbitMQ then gives back what
         was unsettled, rather than the reading thread dying.
         """
+        if self._closed.is_set():
+            return  # what is still buffered belongs to a connection that is gone
         try:
             self._read_once()
             self._keep_alive()
@@ -317,6 +319,9 @@ class AmqpLink:
         except Exception as exc:
             logger.exception("error while reading from RabbitMQ; dropping the connection")
             self.cut(f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # an interrupt meant for an actor: not parsed twice
+            self.cut(f"interrupted while reading: {type(exc).__name__}")
+            raise
 
     def finish(self) -> None:
         """Close the socket and wake the requesters, once no thread reads any more.

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from actors import names
@@ -46,6 +46,13 @@ _CLOSE_GRACE = 5.0  # seconds close() waits for moves still unconfirmed
 # Worker threads that wait for work read as soon as they are idle; this bounds how late
 # heartbeats, confirms, replies and deliveries for free async slots are read meanwhile.
 _STALL = 0.05
+
+
+def _fail(done: Future[None] | None, error: BaseException) -> None:
+    """Fail `done` unless it is settled already (the I/O thread and a worker may both try)."""
+    if done is not None:
+        with contextlib.suppress(InvalidStateError):
+            done.set_exception(error)
 
 
 def carried_headers(headers: dict[str, Any]) -> dict[str, Any]:
@@ -410,8 +417,7 @@ class RabbitmqConsumer(Consumer):
                 done.set_result(None)  # already given back by RabbitMQ, or settled before
             return
         if link is None:
-            if done is not None:
-                done.set_exception(ConnectionClosed("the consumer's connection is down"))
+            _fail(done, ConnectionClosed("the consumer's connection is down"))
             return
         original = delivery._properties
         properties = wire.Properties(
@@ -430,8 +436,7 @@ class RabbitmqConsumer(Consumer):
         try:
             link.publish(queue, properties, delivery.body, register)
         except LinkClosed as exc:
-            if done is not None and not done.done():
-                done.set_exception(ConnectionClosed(f"connection lost: {exc}"))
+            _fail(done, ConnectionClosed(f"connection lost: {exc}"))
 
     # -- the I/O thread ---------------------------------------------------------------------------
 
@@ -464,10 +469,11 @@ class RabbitmqConsumer(Consumer):
         (0.2 s) when nothing arrives.
         """
         link = self._serving
-        if link is None or link.closed:
+        if link is None:
             return False
         with self._role:
-            if self._reader is not None:
+            # Checked under the role: a link cut by the previous reader is not read again.
+            if self._reader is not None or link.closed or self._serving is not link:
                 return False
             self._reader = threading.current_thread()
         try:
@@ -603,8 +609,7 @@ class RabbitmqConsumer(Consumer):
             self._returned.clear()
             self._moves_done.notify_all()
         for move in moves:
-            if move.done is not None and not move.done.done():
-                move.done.set_exception(ConnectionClosed(f"connection lost: {reason}"))
+            _fail(move.done, ConnectionClosed(f"connection lost: {reason}"))
 
     # -- events from the link (the thread reading it) --------------------------------------------
 
