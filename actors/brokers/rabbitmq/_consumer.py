@@ -573,7 +573,7 @@ class RabbitmqConsumer(Consumer):
                         link.call(
                             wire.BASIC_CONSUME, wire.consume(queue, tag), wire.BASIC_CONSUME_OK
                         )
-        except (LinkClosed, OSError) as exc:
+        except (LinkClosed, OSError, wire.ProtocolError) as exc:
             self._lost(exc)
             link.close(timeout=1.0)
             self._pause(exc)
