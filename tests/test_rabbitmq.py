@@ -23,6 +23,7 @@ import pytest
 
 import actors
 from actors import names, registry
+from actors import worker as worker_module
 from actors.broker import Consumer
 from actors.brokers.rabbitmq import RabbitmqBroker
 from actors.brokers.rabbitmq import _topology as topology
@@ -409,6 +410,117 @@ def test_an_idle_worker_thread_reads_and_runs_what_it_read(
     readers = [read_on[message.id] for message in sent[1:]]
     assert all(name.startswith("actors-worker-") for name in readers), readers
     assert [ran_on[index] for index in range(1, 21)] == readers
+
+
+def _started_worker_spying_hand_ons(broker: RabbitmqBroker) -> tuple[actors.Worker, list[str]]:
+    """Start a 4-thread worker with a spy on it waking an idle thread to read on: the worker
+    threads that did, in order (the consumer's own thread also asks, after reading itself;
+    those calls are left out)."""
+    worker = actors.Worker(broker, threads=4)
+    calls: list[str] = []
+    hand_on = worker._hand_reading_on
+
+    def record() -> bool:
+        name = threading.current_thread().name
+        if name.startswith("actors-worker-"):
+            calls.append(name)
+        return hand_on()
+
+    worker._hand_reading_on = record  # type: ignore[method-assign]
+    worker.start()
+    return worker, calls
+
+
+def _send_one_at_a_time(actor: Any, indexes: range, ran: list[int]) -> None:
+    """Send `actor` each index in turn, waiting until it ran before sending the next."""
+    for index in indexes:
+        actor.send(index)
+        wait_until(lambda i=index: i in ran, message=f"message {index} ran")
+
+
+def test_a_thread_that_read_a_quick_actors_message_runs_it_without_waking_another_reader(
+    broker: RabbitmqBroker, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an actor that finishes within the quick bound (raised, so that a loaded machine
+    # cannot push a no-op over it), and a worker with idle threads
+    monkeypatch.setattr(worker_module, "QUICK", 5.0)
+    queue = f"{namespace}-quick"
+    ran: list[int] = []
+
+    @actors.actor(queue=queue)
+    def tick(index: int) -> None:
+        ran.append(index)
+
+    worker, hand_ons = _started_worker_spying_hand_ons(broker)
+    try:
+        tick.send(0)  # its first run: how long the actor takes is not known yet
+        wait_until(lambda: ran == [0], message="the first message ran")
+        hand_ons.clear()
+        # When more of its messages come one at a time
+        _send_one_at_a_time(tick, range(1, 21), ran)
+    finally:
+        worker.stop()
+    # Then every one ran, and no worker thread woke another to read meanwhile
+    assert ran == list(range(21))
+    assert hand_ons == []
+
+
+def test_a_quick_actors_message_read_while_another_runs_still_wakes_another_reader(
+    broker: RabbitmqBroker, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a quick actor (bound raised as above) and a worker with one thread held by another
+    monkeypatch.setattr(worker_module, "QUICK", 5.0)
+    queue = f"{namespace}-busy-quick"
+    release = threading.Event()
+    ran: list[int] = []
+
+    @actors.actor(queue=queue)
+    def hold() -> None:
+        release.wait(20)
+
+    @actors.actor(queue=queue)
+    def tick(index: int) -> None:
+        ran.append(index)
+
+    worker, hand_ons = _started_worker_spying_hand_ons(broker)
+    try:
+        tick.send(0)
+        wait_until(lambda: ran == [0], message="the first message ran")
+        hold.send()
+        wait_until(lambda: worker._in_flight == 1, message="a thread is held")
+        hand_ons.clear()
+        # When the quick actor's messages come one at a time meanwhile
+        _send_one_at_a_time(tick, range(1, 9), ran)
+    finally:
+        release.set()
+        worker.stop()
+    # Then the threads that read them woke another to read on, as in a drain
+    assert ran == list(range(9))
+    assert len(hand_ons) >= 6, hand_ons
+
+
+def test_a_thread_that_read_a_slow_actors_message_wakes_another_reader_first(
+    broker: RabbitmqBroker, namespace: str
+) -> None:
+    # Given an actor that takes longer than the quick bound, and a worker with idle threads
+    queue = f"{namespace}-slow"
+    ran: list[int] = []
+
+    @actors.actor(queue=queue)
+    def nap(index: int) -> None:
+        time.sleep(0.02)
+        ran.append(index)
+
+    worker, hand_ons = _started_worker_spying_hand_ons(broker)
+    try:
+        # When its messages come one at a time
+        _send_one_at_a_time(nap, range(8), ran)
+    finally:
+        worker.stop()
+    # Then the worker thread that read each one woke an idle thread to read on before running
+    # it (all but the first or another that the consumer's own thread read after a stall)
+    assert ran == list(range(8))
+    assert len(hand_ons) >= 6, hand_ons
 
 
 def test_with_every_worker_thread_busy_the_connection_is_still_read(
