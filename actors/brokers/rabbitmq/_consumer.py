@@ -476,10 +476,7 @@ class RabbitmqConsumer(Consumer):
             if self._reader is not None or link.closed or self._serving is not link:
                 return False
             self._reader = threading.current_thread()
-        try:
-            link.read_step()
-        finally:
-            self._drop_role()
+        self._read_step_and_drop_role(link)
         return True
 
     def on_reader_wanted(self, callback: Callable[[], bool]) -> None:
@@ -490,6 +487,13 @@ class RabbitmqConsumer(Consumer):
         while it connects): then it must not wait for anything that comes by reading."""
         current = threading.current_thread()
         return self._reader is current or self._thread is current
+
+    def _read_step_and_drop_role(self, link: AmqpLink) -> None:
+        """Read `link` once on this thread, which holds the reading role, then give it up."""
+        try:
+            link.read_step()
+        finally:
+            self._drop_role()
 
     def _drop_role(self) -> None:
         with self._role:
@@ -513,10 +517,7 @@ class RabbitmqConsumer(Consumer):
         handed_over = False
         try:
             while self._take_role(link, handed_over=handed_over):
-                try:
-                    link.read_step()
-                finally:
-                    self._drop_role()
+                self._read_step_and_drop_role(link)
                 handed_over = self._reader_wanted()
         finally:
             with self._role:
